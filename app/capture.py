@@ -1,0 +1,109 @@
+"""Per-run capture of what a task prints and logs.
+
+``sys.stdout``/``sys.stderr`` are wrapped once by streams that route each write by thread: a thread that
+is running a task writes into that run's buffer, every other thread writes where it always did. A logging
+handler on the root logger does the same for log records.
+"""
+
+import logging
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+from app import conf
+
+_buffers: dict[int, "RunLog"] = {}
+_install_lock = threading.Lock()
+
+
+class RunLog:
+    """The text one run printed and logged; keeps the last ``limit`` characters."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._parts: list[str] = []
+        self._size = 0
+        self.truncated = False
+
+    def write(self, text: str) -> None:
+        self._parts.append(text)
+        self._size += len(text)
+        if self._size > 2 * self.limit:
+            self._compact()
+
+    def _compact(self) -> None:
+        text = "".join(self._parts)
+        if len(text) > self.limit:
+            text, self.truncated = text[-self.limit :], True
+        self._parts, self._size = [text], len(text)
+
+    def getvalue(self) -> str:
+        self._compact()
+        text = self._parts[0] if self._parts else ""
+        return (
+            f"[... earlier output cut to the last {self.limit} characters]\n{text}"
+            if (self.truncated)
+            else text
+        )
+
+
+class ThreadRoutedStream:
+    """A text stream that sends a task thread's writes to its run's log."""
+
+    def __init__(self, original: TextIO) -> None:
+        self.original = original
+
+    def write(self, text: str) -> int:
+        buffer = _buffers.get(threading.get_ident())
+        if buffer is None:
+            return self.original.write(text)
+        buffer.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if threading.get_ident() not in _buffers:
+            self.original.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.original, name)
+
+
+class CaptureHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        buffer = _buffers.get(record.thread or 0)
+        if buffer is not None:
+            buffer.write(self.format(record) + "\n")
+
+
+_handler = CaptureHandler()
+
+
+def install() -> None:
+    """Route output by thread; cheap to call again (tests and pytest swap sys.stdout)."""
+    with _install_lock:
+        for name in ("stdout", "stderr"):
+            stream = getattr(sys, name)
+            if not isinstance(stream, ThreadRoutedStream):
+                setattr(sys, name, ThreadRoutedStream(stream))
+        root = logging.getLogger()
+        if _handler not in root.handlers:
+            root.addHandler(_handler)
+
+
+@contextmanager
+def capturing() -> Iterator[RunLog]:
+    """Capture the current thread's prints and log records into a RunLog."""
+    install()
+    ident = threading.get_ident()
+    buffer = RunLog(conf.get().LOG_LIMIT)
+    _buffers[ident] = buffer
+    try:
+        yield buffer
+    finally:
+        _buffers.pop(ident, None)

@@ -1,0 +1,141 @@
+"""The one seam through which live state leaves the runner.
+
+``publish(kind, **data)`` puts an event on a bounded queue and returns at once: a task thread is never
+blocked or slowed by whoever listens. One pump thread hands each event to the sinks: the log (always) and
+whatever else subscribes (the dashboard's channel layer, tests). When the queue is full, events are
+dropped and counted; the database stays the source of truth, so a listener can always resync from it.
+"""
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from app import conf
+
+logger = logging.getLogger("conductor.events")
+
+Event = dict[str, Any]
+Sink = Callable[[Event], None]
+
+#: Event types, in one place so listeners and docs agree.
+RUNNER_UP = "runner.up"
+RUNNER_STOPPING = "runner.stopping"
+RUNNER_DOWN = "runner.down"
+RUNNER_HEARTBEAT = "runner.heartbeat"
+RUNNER_PRESUMED_DEAD = "runner.presumed_dead"
+RUNS_RECOVERED = "runs.recovered"
+THREAD_STARTED = "thread.started"
+THREAD_FINISHED = "thread.finished"
+TASK_CLAIMED = "task.claimed"
+TASK_FINISHED = "task.finished"
+TASK_FAILED = "task.failed"
+TASK_TIMED_OUT = "task.timed_out"
+TASK_INTERRUPTED = "task.interrupted"
+TASK_OVERRUNNING = "task.overrunning"
+TASK_RESULT = "task.result"
+LATE_WRITE_REFUSED = "run.late_write_refused"
+
+
+def log_sink(event: Event) -> None:
+    logger.debug("%s %s", event["type"], event, extra={"event": event})
+
+
+class Publisher:
+    """A bounded queue drained by one daemon thread into the registered sinks."""
+
+    def __init__(self, maxsize: int) -> None:
+        self._queue: queue.Queue[Event] = queue.Queue(maxsize)
+        self._sinks: list[Sink] = [log_sink]
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.dropped = 0
+
+    def publish(self, kind: str, **data: Any) -> None:
+        self._ensure_pump()
+        try:
+            self._queue.put_nowait({"type": kind, "at": time.time(), **data})
+        except queue.Full:
+            self.dropped += 1
+
+    def subscribe(self, sink: Sink) -> None:
+        with self._lock:
+            self._sinks = [*self._sinks, sink]
+
+    def unsubscribe(self, sink: Sink) -> None:
+        with self._lock:
+            self._sinks = [s for s in self._sinks if s is not sink]
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every published event has reached the sinks; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return not self._queue.unfinished_tasks
+
+    def _ensure_pump(self) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._queue.maxsize = conf.get().EVENT_QUEUE_SIZE
+                    self._thread = threading.Thread(target=self._pump, name="conductor-events", daemon=True)
+                    self._thread.start()
+
+    def _pump(self) -> None:
+        while True:
+            event = self._queue.get()
+            for sink in self._sinks:
+                try:
+                    sink(event)
+                except Exception:
+                    logger.exception("Event sink %r failed on %s", sink, event["type"])
+            self._queue.task_done()
+
+
+publisher = Publisher(conf.ConductorSettings.EVENT_QUEUE_SIZE)
+
+
+def publish(kind: str, **data: Any) -> None:
+    """Publish a live-state event; never blocks."""
+    publisher.publish(kind, **data)
+
+
+class Recorder:
+    """Collects events for tests and tools, with a poll-with-timeout to wait for one."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._changed = threading.Condition()
+
+    def __call__(self, event: Event) -> None:
+        with self._changed:
+            self.events.append(event)
+            self._changed.notify_all()
+
+    def of_type(self, kind: str) -> list[Event]:
+        return [e for e in self.events if e["type"] == kind]
+
+    def wait_for(self, predicate: Callable[[Event], bool], timeout: float = 10.0) -> Event:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for event in self.events:
+                    if predicate(event):
+                        return event
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no matching event within {timeout} s")
+                self._changed.wait(left)
+
+
+@contextmanager
+def recording() -> Iterator[Recorder]:
+    recorder = Recorder()
+    publisher.subscribe(recorder)
+    try:
+        yield recorder
+    finally:
+        publisher.unsubscribe(recorder)

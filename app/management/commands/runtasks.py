@@ -1,0 +1,97 @@
+"""``manage.py runtasks``: parse options, build a Runner, run it until signalled."""
+
+import logging
+import signal
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from app import conf
+from app.runner import Runner, RunnerOptions
+
+VERBOSITY_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise CommandError(f"expected a whole number above 0, got {text!r}") from None
+    if value <= 0:
+        raise CommandError(f"expected a whole number above 0, got {value}")
+    return value
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise CommandError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise CommandError(f"expected a finite number of seconds >= 0, got {text!r}")
+    return value
+
+
+class Command(BaseCommand):
+    help = "Run due Conductor tasks in threads until stopped (SIGINT/SIGTERM; twice to force)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        defaults = conf.get()
+        parser.add_argument(
+            "--threads", type=str, default=str(defaults.THREADS), help="Most task threads at once."
+        )
+        parser.add_argument(
+            "--poll",
+            type=str,
+            default=str(defaults.POLL),
+            help="Seconds between safety-net polls for due tasks.",
+        )
+        parser.add_argument(
+            "--once", action="store_true", help="Run what is due now, wait for it, then exit."
+        )
+        parser.add_argument("--max-tasks", type=str, help="Exit after this many runs.")
+        parser.add_argument("--worker-id", help="This runner's name (default: host-pid).")
+        parser.add_argument(
+            "--grace",
+            type=str,
+            default=str(defaults.GRACE),
+            help="Seconds running tasks get to finish after a stop signal.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        runner_options = self._runner_options(options)
+        logging.getLogger("conductor").setLevel(VERBOSITY_LEVELS[options["verbosity"]])
+        try:
+            runner = Runner(runner_options)
+        except RuntimeError as exc:
+            raise CommandError(str(exc)) from exc
+        self._install_signal_handlers(runner)
+        try:
+            code = runner.run()
+        except RuntimeError as exc:
+            raise CommandError(str(exc)) from exc
+        if code:
+            raise SystemExit(code)
+
+    def _runner_options(self, options: dict[str, Any]) -> RunnerOptions:
+        poll = seconds(options["poll"])
+        if poll == 0:
+            raise CommandError("--poll must be above 0 seconds")
+        worker_id = options["worker_id"]
+        if worker_id is not None and not worker_id.strip():
+            raise CommandError("--worker-id must not be empty")
+        return RunnerOptions(
+            threads=positive_int(options["threads"]),
+            poll=poll,
+            grace=seconds(options["grace"]),
+            once=options["once"],
+            max_tasks=positive_int(options["max_tasks"]) if options["max_tasks"] else None,
+            worker_id=worker_id,
+        )
+
+    def _install_signal_handlers(self, runner: Runner) -> None:
+        def on_signal(signum: int, frame: Any) -> None:
+            runner.stop()
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)

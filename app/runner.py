@@ -1,0 +1,425 @@
+"""The run loop behind ``manage.py runtasks``.
+
+One main thread owns all bookkeeping: it claims due tasks, starts a New_Thread per run, records every
+outcome (in batches, one transaction each), enforces kill_time, heartbeats and recovers the work of dead
+runners. Task threads only run functions and hand their outcome back through a queue, so database writes
+for bookkeeping never race each other. The main thread sleeps on that queue: a finishing task, a stop
+request or the next deadline wakes it, and an idle runner costs next to no CPU.
+"""
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import DatabaseError, connections
+from django.utils import timezone
+
+from app import conf, events
+from app.execution import RunInterrupted, TimeLimitExceeded, execute
+from app.newthread import New_Thread
+from app.runnerprocess import RunnerProcess
+from app.status import RunnerState, RunStatus
+from app.task import Task
+from app.taskrun import Outcome, TaskRun
+
+logger = logging.getLogger("conductor.runner")
+
+STATUS_EVENTS = {
+    RunStatus.FINISHED: events.TASK_FINISHED,
+    RunStatus.FAILED: events.TASK_FAILED,
+    RunStatus.TIMED_OUT: events.TASK_TIMED_OUT,
+    RunStatus.INTERRUPTED: events.TASK_INTERRUPTED,
+}
+
+
+@dataclass
+class ActiveRun:
+    """A run this runner has started and not yet recorded as ended."""
+
+    task: Task
+    run: TaskRun
+    thread: New_Thread
+    started: float
+    deadline: float | None
+    interrupted_at: float | None = None
+    overrunning: bool = False
+
+
+@dataclass
+class RunnerOptions:
+    threads: int = field(default_factory=lambda: conf.get().THREADS)
+    poll: float = field(default_factory=lambda: conf.get().POLL)
+    grace: float = field(default_factory=lambda: conf.get().GRACE)
+    once: bool = False
+    max_tasks: int | None = None
+    worker_id: str | None = None
+
+
+class Runner:
+    def __init__(self, options: RunnerOptions | None = None) -> None:
+        self.options = options or RunnerOptions()
+        self.settings = conf.get()
+        self.worker_id = self.options.worker_id or RunnerProcess.default_worker_id()
+        self.record: RunnerProcess | None = None
+        self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._active: dict[int, ActiveRun] = {}
+        self._unrecorded: list[tuple[TaskRun, Outcome]] = []
+        self._claimed = 0
+        self._recorded = 0
+        self._stop_requests = 0
+        self._stop_deadline: float | None = None
+        self._grace_interrupt_at: float | None = None
+        self._next_poll = 0.0
+        self._next_heartbeat = 0.0
+        self._next_due: float | None = None
+        self._nothing_due = False
+        self._once_cutoff: datetime | None = None
+        self.up = threading.Event()  # set once registered: tests and --serve wait on it
+
+    # Public API -------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until stopped (or, with once/max_tasks, until done). Returns the exit code."""
+        self.record = RunnerProcess.register(self.worker_id, self.options.threads)
+        self._once_cutoff = timezone.now() if self.options.once else None
+        self._recover_stale()
+        self.up.set()
+        self._publish(events.RUNNER_UP, threads=self.options.threads, pid=self.record.pid)
+        logger.info(
+            "Runner %s up: %d threads, poll every %s s",
+            self.worker_id,
+            self.options.threads,
+            self.options.poll,
+        )
+        try:
+            while not self._done():
+                self._step()
+        finally:
+            self._shut_down()
+        return 1 if self._stop_requests > 1 else 0
+
+    def stop(self) -> None:
+        """First call: stop claiming and let running tasks finish within grace. Second: stop now.
+
+        Safe to call from a signal handler or any thread (SimpleQueue.put is reentrant).
+        """
+        self._inbox.put(("stop", None))
+
+    @property
+    def busy(self) -> int:
+        return len(self._active)
+
+    # The loop ---------------------------------------------------------------------------------
+
+    def _step(self) -> None:
+        for kind, payload in self._receive(self._wait_time()):
+            if kind == "done":
+                self._collect(*payload)
+            elif kind == "stop":
+                self._on_stop()
+        try:
+            now = time.monotonic()
+            self._police(now)
+            self._record_outcomes()
+            if now >= self._next_heartbeat:
+                self._heartbeat(now)
+            if not self._stop_requests:
+                self._claim(now)
+        except DatabaseError:
+            logger.exception("Database error in runner %s; retrying shortly", self.worker_id)
+            self._next_poll = time.monotonic() + self.options.poll
+
+    def _receive(self, timeout: float) -> list[tuple[str, Any]]:
+        try:
+            messages = [self._inbox.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                messages.append(self._inbox.get_nowait())
+            except queue.Empty:
+                return messages
+
+    def _wait_time(self) -> float:
+        wake_at = [self._next_poll, self._next_heartbeat]
+        if self._next_due is not None:
+            wake_at.append(self._next_due)
+        for active in self._active.values():
+            wake_at.append(self._next_check(active))
+        if self._stop_deadline is not None:
+            wake_at.append(self._stop_deadline)
+        if self._grace_interrupt_at is not None:
+            wake_at.append(self._grace_interrupt_at + self.settings.INTERRUPT_WAIT)
+        return max(0.0, min(wake_at) - time.monotonic())
+
+    def _next_check(self, active: ActiveRun) -> float:
+        if active.overrunning:
+            return float("inf")
+        if active.interrupted_at is not None:
+            return active.interrupted_at + self.settings.INTERRUPT_WAIT
+        return active.deadline if active.deadline is not None else float("inf")
+
+    def _done(self) -> bool:
+        if self._stop_requests > 1:
+            return True
+        if self._stop_requests:
+            return not self._active or self._grace_expired()
+        idle = not self._active and not self._unrecorded
+        if self.options.max_tasks is not None and self._recorded >= self.options.max_tasks:
+            return idle
+        return self.options.once and self._nothing_due and idle
+
+    def _grace_expired(self) -> bool:
+        started = self._grace_interrupt_at
+        return started is not None and time.monotonic() >= started + self.settings.INTERRUPT_WAIT
+
+    # Claiming and starting --------------------------------------------------------------------
+
+    def _capacity(self) -> int:
+        free = self.options.threads - len(self._active)
+        if self.options.max_tasks is not None:
+            free = min(free, self.options.max_tasks - self._claimed)
+        return free
+
+    def _claim(self, now: float) -> None:
+        free = self._capacity()
+        if free <= 0:
+            return
+        tasks = Task.objects.all()
+        if self._once_cutoff is not None:
+            tasks = tasks.filter(next_run__lte=self._once_cutoff)
+        claimed = tasks.claim(self.record, free)
+        for task, run in claimed:
+            self._start(task, run)
+        self._claimed += len(claimed)
+        self._nothing_due = not claimed
+        self._next_poll = now + self.options.poll
+        self._next_due = self._when_next_due(tasks) if len(claimed) < free else None
+
+    def _when_next_due(self, tasks: Any) -> float | None:
+        """The monotonic time the next waiting task falls due, if in the future."""
+        at = tasks.next_due_at()
+        if at is None:
+            return None
+        wait = (at - timezone.now()).total_seconds()
+        return time.monotonic() + wait if wait > 0 else None
+
+    def _start(self, task: Task, run: TaskRun) -> None:
+        thread = New_Thread(
+            self._run_in_thread,
+            {"task": task, "run_id": run.pk},
+            name=f"{task.name}#{run.pk}",
+            daemon=True,  # a thread stuck in C must not keep a stopped runner's process alive
+        )
+        started = time.monotonic()
+        deadline = started + task.kill_time if task.kill_time else None
+        self._active[run.pk] = ActiveRun(task, run, thread, started, deadline)
+        thread.start()
+        self._publish(events.TASK_CLAIMED, **self._describe(task, run))
+        self._publish(
+            events.THREAD_STARTED,
+            **self._describe(task, run),
+            thread=thread.name,
+            ident=thread.ident,
+            daemon=thread.daemon,
+        )
+
+    def _run_in_thread(self, task: Task, run_id: int) -> None:
+        """Run the function and report back (New_Thread closes the thread's DB connections)."""
+        outcome = None
+        try:
+            outcome = execute(task)
+        finally:
+            self._inbox.put(("done", (run_id, outcome)))
+
+    # Recording outcomes -----------------------------------------------------------------------
+
+    def _collect(self, run_id: int, outcome: Outcome | None) -> None:
+        active = self._active.pop(run_id, None)
+        if active is None:
+            return  # already collected as lost by _collect_dead_threads
+        if outcome is None:
+            now = time.time()
+            outcome = Outcome(RunStatus.INTERRUPTED, now, now, error="interrupted outside the task")
+        if active.overrunning:
+            active.run.status = RunStatus.TIMED_OUT
+        self._unrecorded.append((active.run, outcome))
+
+    def _record_outcomes(self) -> None:
+        if not self._unrecorded:
+            return
+        batch, self._unrecorded = self._unrecorded, []
+        try:
+            accepted = TaskRun.finish_many(batch)
+        except DatabaseError:
+            self._unrecorded = batch + self._unrecorded  # kept, and tried again next step
+            raise
+        self._recorded += len(batch)
+        for (run, outcome), ok in zip(batch, accepted, strict=True):
+            self._announce(run, outcome, ok)
+
+    def _announce(self, run: TaskRun, outcome: Outcome, accepted: bool) -> None:
+        task = run.task
+        described = self._describe(task, run)
+        self._publish(
+            events.THREAD_FINISHED,
+            **described,
+            thread=outcome.thread_name,
+            ident=outcome.thread_ident,
+        )
+        if not accepted:
+            logger.warning(
+                "Run %s of %s ended after it was recovered elsewhere; its result was refused",
+                run.pk,
+                task.name,
+            )
+            self._publish(events.LATE_WRITE_REFUSED, **described)
+            return
+        result = {
+            "status": str(outcome.status),
+            "duration": outcome.duration,
+            "output": outcome.output,
+        }
+        first_error_line = outcome.error.strip().splitlines()[-1] if outcome.error else ""
+        self._publish(STATUS_EVENTS[outcome.status], **described, **result, error=first_error_line)
+        if outcome.status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+            logger.warning("Task %s run %s %s: %s", task.name, run.pk, outcome.status, first_error_line)
+        if task.conn:
+            self._publish(events.TASK_RESULT, **described, **result, conn=task.conn, error=outcome.error)
+
+    # Limits, heartbeats, recovery -------------------------------------------------------------
+
+    def _collect_dead_threads(self) -> None:
+        """A thread that died without reporting (interrupted at the wrong moment) is not lost."""
+        dead = [a for a in self._active.values() if not a.thread.is_alive()]
+        if not dead:
+            return
+        self._drain_finished()  # a dead thread has always put its report, if it got to it
+        for active in dead:
+            self._collect(active.run.pk, None)
+
+    def _police(self, now: float) -> None:
+        self._collect_dead_threads()
+        for active in list(self._active.values()):
+            if active.interrupted_at is None:
+                if active.deadline is not None and now >= active.deadline:
+                    self._interrupt(active, TimeLimitExceeded, now)
+            elif not active.overrunning and now >= active.interrupted_at + self.settings.INTERRUPT_WAIT:
+                self._report_overrun(active)
+        grace_over = self._stop_deadline is not None and now >= self._stop_deadline
+        if grace_over and self._grace_interrupt_at is None:
+            self._interrupt_all(RunInterrupted, now)
+
+    def _interrupt(self, active: ActiveRun, exc_type: type[BaseException], now: float) -> None:
+        active.interrupted_at = now
+        if active.thread.interrupt(exc_type):
+            logger.info("Interrupting %s (%s)", active.thread.name, exc_type.__name__)
+
+    def _interrupt_all(self, exc_type: type[BaseException], now: float) -> None:
+        self._grace_interrupt_at = now
+        for active in self._active.values():
+            if active.interrupted_at is None:
+                self._interrupt(active, exc_type, now)
+
+    def _report_overrun(self, active: ActiveRun) -> None:
+        """A thread that did not end when interrupted (blocked in C): timed out, still holding."""
+        if not active.thread.is_alive():
+            return  # it has just ended; its outcome is on the way
+        active.overrunning = True
+        if active.deadline is None:
+            return  # interrupted for shutdown, not for time: shutdown records it
+        active.run.mark_overrunning()
+        logger.warning(
+            "Task %s (run %s) passed kill_time=%s s and is blocked where it cannot be interrupted; "
+            "recorded as timed out, still running, holding its slot until it returns",
+            active.task.name,
+            active.run.pk,
+            active.task.kill_time,
+        )
+        self._publish(
+            events.TASK_OVERRUNNING,
+            **self._describe(active.task, active.run),
+            thread=active.thread.name,
+            elapsed=time.monotonic() - active.started,
+        )
+
+    def _heartbeat(self, now: float) -> None:
+        self._next_heartbeat = now + self.settings.HEARTBEAT
+        if not self.record.heartbeat(busy=len(self._active)):
+            logger.error(
+                "Runner %s was presumed dead by others (heartbeat older than %s s); its runs were "
+                "recovered and their late results will be refused. Signing in again.",
+                self.worker_id,
+                self.settings.HEARTBEAT_TIMEOUT,
+            )
+            self._publish(events.RUNNER_PRESUMED_DEAD)
+            self.record.revive()
+        self._recover_stale()
+        self._publish(events.RUNNER_HEARTBEAT, busy=len(self._active), threads=self.options.threads)
+
+    def _recover_stale(self) -> None:
+        stale = RunnerProcess.objects.stale(self.settings.HEARTBEAT_TIMEOUT).exclude(pk=self.record.pk)
+        for dead in stale:
+            reason = (
+                f"runner {dead.worker_id} (pid {dead.pid} on {dead.host}) lost its heartbeat "
+                f"for over {self.settings.HEARTBEAT_TIMEOUT} s; recovered by {self.worker_id}"
+            )
+            run_ids = (
+                RunnerProcess.objects.stale(self.settings.HEARTBEAT_TIMEOUT)
+                .filter(pk=dead.pk)
+                .recover(reason)
+            )
+            logger.warning("%s: %d runs interrupted and due again", reason, len(run_ids))
+            self._publish(events.RUNS_RECOVERED, dead_runner=dead.worker_id, runs=run_ids)
+
+    # Stopping ---------------------------------------------------------------------------------
+
+    def _on_stop(self) -> None:
+        self._stop_requests += 1
+        if self._stop_requests == 1:
+            self._stop_deadline = time.monotonic() + self.options.grace
+            logger.info(
+                "Runner %s stopping: %d running tasks get %s s to finish (signal again to stop now)",
+                self.worker_id,
+                len(self._active),
+                self.options.grace,
+            )
+            self.record.set_state(RunnerState.STOPPING)
+            self._publish(events.RUNNER_STOPPING, grace=self.options.grace)
+        else:
+            logger.warning("Runner %s stopping now: interrupting %d tasks", self.worker_id, self.busy)
+            self._interrupt_all(RunInterrupted, time.monotonic())
+
+    def _shut_down(self) -> None:
+        """Leave nothing running: record what ended, give back what did not."""
+        try:
+            self._drain_finished()
+            self._record_outcomes()
+        finally:
+            reason = f"runner {self.worker_id} stopped before this run ended"
+            leftover = RunnerProcess.objects.filter(pk=self.record.pk).recover(
+                reason, final_state=RunnerState.STOPPED
+            )
+            if leftover:
+                logger.warning("%d runs did not end in time; recorded as interrupted", len(leftover))
+            self._publish(events.RUNNER_DOWN, interrupted_runs=leftover)
+            logger.info("Runner %s down after %d runs", self.worker_id, self._recorded)
+            events.publisher.flush(timeout=2)
+            connections.close_all()  # this thread's connections; the runner may run on any thread
+
+    def _drain_finished(self) -> None:
+        for kind, payload in self._receive(0):
+            if kind == "done":
+                self._collect(*payload)
+
+    # Events -----------------------------------------------------------------------------------
+
+    def _describe(self, task: Task, run: TaskRun) -> dict[str, Any]:
+        return {"task": task.pk, "task_id": task.task_id, "name": task.name, "run": run.pk}
+
+    def _publish(self, kind: str, **data: Any) -> None:
+        events.publish(kind, runner=self.worker_id, **data)

@@ -1,0 +1,261 @@
+"""The Task model: a registered function and the conditions under which it runs."""
+
+import math
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.db.models import F, Min
+from django.db.models.query_utils import DeferredAttribute
+from django.utils import timezone
+
+from app import registry
+from app.lease import DB_USE, Lease
+from app.status import TASK_STATUS_AFTER_RUN, RunStatus, TaskStatus
+
+
+class FuncAttribute(DeferredAttribute):
+    """Stores a callable assigned to ``func`` as its dotted path."""
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        if callable(value):
+            value = registry.dotted_path(value)
+        instance.__dict__[self.field.attname] = value
+
+
+class FuncField(models.CharField):
+    descriptor_class = FuncAttribute
+
+
+class TaskQuerySet(models.QuerySet):
+    def waiting(self) -> "TaskQuerySet":
+        return self.filter(status=TaskStatus.WAITING)
+
+    def due(self, now: datetime | None = None) -> "TaskQuerySet":
+        return self.waiting().filter(next_run__lte=now or timezone.now())
+
+    def running(self) -> "TaskQuerySet":
+        return self.filter(status=TaskStatus.RUNNING)
+
+    def next_due_at(self) -> datetime | None:
+        return self.waiting().aggregate(at=Min("next_run"))["at"]
+
+    def claim(self, runner: Any, limit: int) -> list[tuple["Task", Any]]:
+        """Claim up to ``limit`` due tasks for ``runner``; returns (task, run) pairs.
+
+        On PostgreSQL the candidates are locked with SKIP LOCKED, so runners never wait on each other;
+        on SQLite the IMMEDIATE transaction serialises claims. Either way the conditional UPDATE is
+        what makes a claim exclusive.
+        """
+        with transaction.atomic():
+            candidates = (
+                self.due()
+                .order_by("next_run", "id")
+                .select_for_update(skip_locked=True)
+                .values_list("id", "db_use")[:limit]
+            )
+            return _claim(list(candidates), runner, from_status=TaskStatus.WAITING)
+
+
+def _claim(candidates: list[tuple[int, bool]], runner: Any, from_status: str | None):
+    from app.taskrun import TaskRun
+
+    runner_id = runner.pk if runner else None
+    ids = [task_id for task_id, db_use in candidates if not db_use]
+    wants_db = [task_id for task_id, db_use in candidates if db_use]
+    if wants_db and Lease.objects.acquire(DB_USE, wants_db[0], runner_id):
+        ids.append(wants_db[0])
+    if not ids:
+        return []
+    claimable = Task.objects.filter(id__in=ids)
+    if from_status:
+        claimable = claimable.filter(status=from_status)
+    else:
+        claimable = claimable.exclude(status=TaskStatus.RUNNING)
+    claimable.update(
+        status=TaskStatus.RUNNING,
+        runner=runner_id,
+        fence=F("fence") + 1,
+        attempts=F("attempts") + 1,
+    )
+    tasks = list(Task.objects.filter(id__in=ids, status=TaskStatus.RUNNING, runner=runner_id))
+    now = timezone.now()
+    runs = TaskRun.objects.bulk_create(
+        [
+            TaskRun(
+                task=task,
+                runner=runner,
+                fence=task.fence,
+                attempt=task.attempts,
+                scheduled_for=task.next_run,
+                started_at=now,
+            )
+            for task in tasks
+        ]
+    )
+    for run, task in zip(runs, tasks, strict=True):
+        run.task = task
+    return list(zip(tasks, runs, strict=True))
+
+
+class Task(models.Model):
+    """A function to run later, repeatedly and under limits.
+
+    ``Task(name='new_task', task_id=None, func=None, conn=None, args_in=None, loop=False,
+    interval=100, run_in=0, kill_time=None, db_use=False, use_pdb=False)``
+    """
+
+    name = models.CharField(max_length=200, default="new_task")
+    task_id = models.CharField(
+        max_length=64, unique=True, blank=True, default=None, help_text="Filled in when empty."
+    )
+    func = FuncField(max_length=255, default=None, help_text="Dotted path of a registered task function.")
+    conn = models.CharField(  # noqa: DJ001 - the documented default is None: nobody to tell
+        max_length=255,
+        null=True,
+        blank=True,
+        default=None,
+        help_text="Who asked for this task; each run's result is pushed back to it.",
+    )
+    args_in = models.JSONField(
+        null=True, blank=True, default=None, help_text="Keyword arguments, as a JSON object."
+    )
+    loop = models.BooleanField(default=False, help_text="Run again every `interval` seconds.")
+    interval = models.FloatField(default=100, help_text="Seconds between runs of a looping task.")
+    run_in = models.FloatField(default=0, help_text="Seconds from saving to the first run.")
+    kill_time = models.FloatField(
+        null=True,
+        blank=True,
+        default=None,
+        help_text="Seconds a run may take before it is stopped.",
+    )
+    db_use = models.BooleanField(
+        default=False, help_text="Needs exclusive database access: one such task at a time."
+    )
+    use_pdb = models.BooleanField(default=False, help_text="Open pdb on failure (terminal only).")
+
+    status = models.CharField(max_length=20, choices=TaskStatus.choices, default=TaskStatus.WAITING)
+    next_run = models.DateTimeField(null=True, blank=True)
+    last_run = models.DateTimeField(null=True, blank=True)
+    last_status = models.CharField(max_length=20, choices=RunStatus.choices, blank=True, default="")
+    output = models.JSONField(null=True, blank=True, help_text="The last run's return value.")
+    error = models.TextField(blank=True, default="", help_text="The last failed run's traceback.")
+    attempts = models.PositiveIntegerField(default=0, help_text="How many times it was started.")
+    runner = models.ForeignKey(
+        "app.RunnerProcess",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="tasks",
+        help_text="The runner running it now.",
+    )
+    fence = models.PositiveBigIntegerField(
+        default=0, editable=False, help_text="Bumped by each claim; stale results are refused."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TaskQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "next_run"], name="task_status_next_run")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.task_id})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Validate (on full saves) and save; a new task gets its task_id and first next_run."""
+        if self._state.adding:
+            self.task_id = self.task_id or uuid.uuid4().hex
+            if self.next_run is None:
+                self.next_run = timezone.now() + timedelta(seconds=self.run_in or 0)
+        if kwargs.get("update_fields") is None:
+            self.clean_fields(exclude=["task_id"])
+            self.clean()
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        errors = {
+            **self._func_errors(),
+            **self._number_errors(),
+        }
+        if errors:
+            raise ValidationError(errors)
+
+    def _func_errors(self) -> dict[str, str]:
+        if not self.func:
+            return {"func": "Choose a registered task function (its dotted path)."}
+        try:
+            registry.get(self.func)
+        except registry.UnknownFunction as exc:
+            return {"func": str(exc)}
+        if self.args_in is None:
+            args = {}
+        elif isinstance(self.args_in, dict):
+            args = self.args_in
+        else:
+            return {
+                "args_in": "args_in must be a JSON object of keyword arguments, e.g. "
+                f'{{"url": "https://example.com"}}; got {type(self.args_in).__name__}.'
+            }
+        problem = registry.signature_errors(self.func, args)
+        if problem:
+            return {"args_in": f"The arguments do not fit {self.func}: {problem}."}
+        return {}
+
+    def _number_errors(self) -> dict[str, str]:
+        errors = {}
+        if self.loop and not _positive(self.interval):
+            errors["interval"] = (
+                f"A looping task needs an interval above 0 seconds (got {self.interval}); "
+                "set it to the seconds between runs, e.g. 60."
+            )
+        if not _finite(self.run_in) or self.run_in < 0:
+            errors["run_in"] = f"run_in must be 0 or more seconds (got {self.run_in})."
+        if self.kill_time is not None and not _positive(self.kill_time):
+            errors["kill_time"] = (
+                f"kill_time must be above 0 seconds (got {self.kill_time}); leave it empty for no time limit."
+            )
+        return errors
+
+    def run(self) -> Any:
+        """Run the function now, in the calling thread, and record the run; returns the TaskRun."""
+        from app.execution import execute
+
+        if self.pk is None:
+            self.save()
+        with transaction.atomic():
+            claimed = _claim([(self.pk, self.db_use)], runner=None, from_status=None)
+        if not claimed:
+            raise RuntimeError(
+                f"Task {self.task_id} cannot run now: it is already running"
+                + (" or another db_use task holds the database lease." if self.db_use else ".")
+            )
+        task, run = claimed[0]
+        run.finish(execute(task))
+        self.refresh_from_db()
+        run.refresh_from_db()
+        return run
+
+    def fields_after_run(self, status: str, now: datetime) -> dict[str, Any]:
+        """How this (claimed) task changes after a run that ended with ``status``."""
+        if status == RunStatus.INTERRUPTED:
+            return {"status": TaskStatus.WAITING, "next_run": now}
+        if self.loop:
+            return {"status": TaskStatus.WAITING, "next_run": self.next_loop_run(now)}
+        return {"status": TASK_STATUS_AFTER_RUN[status]}
+
+    def next_loop_run(self, now: datetime) -> datetime:
+        """The previous scheduled time + interval (no drift); after an overrun, now."""
+        scheduled = (self.next_run or now) + timedelta(seconds=self.interval)
+        return max(scheduled, now)
+
+
+def _positive(value: Any) -> bool:
+    return _finite(value) and value > 0
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,165 @@
+"""Django settings for Conductor.
+
+One settings file serves the embedded default (a SQLite file in WAL mode and the in-memory channel layer)
+and scale-out (``DATABASE_URL`` for PostgreSQL, ``REDIS_URL`` for channels-redis). Everything that
+differs between machines comes from the environment.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("CONDUCTOR_VAR_DIR", BASE_DIR / "var"))
+
+
+def _secret_key() -> str:
+    """The key from the environment, else one generated once per checkout and kept out of git."""
+    if key := os.environ.get("DJANGO_SECRET_KEY"):
+        return key
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "server.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+WSGI_APPLICATION = None
+ASGI_APPLICATION = "server.asgi.application"
+
+
+def sqlite_options() -> dict:
+    """WAL, a busy timeout and IMMEDIATE transactions: what makes SQLite a sound queue for many writers."""
+    return {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": ("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;"),
+    }
+
+
+def database_from_env() -> dict:
+    default_path = VAR_DIR / "conductor.sqlite3"
+    url = os.environ.get("DATABASE_URL") or f"sqlite:///{default_path}"
+    config = dj_database_url.parse(url, conn_max_age=0)
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+        config["OPTIONS"] = {**sqlite_options(), **config.get("OPTIONS", {})}
+        # Tests get a real file beside the database, never an in-memory one.
+        config["TEST"] = {"NAME": str(Path(config["NAME"]).with_suffix(".test.sqlite3"))}
+    return config
+
+
+DATABASES = {"default": database_from_env()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+if redis_url := os.environ.get("REDIS_URL"):
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [redis_url]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "static"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "loggers": {
+        "conductor": {
+            "handlers": ["console"],
+            "level": os.environ.get("CONDUCTOR_LOG_LEVEL", "INFO"),
+            "propagate": False,
+        },
+    },
+    # Task functions' own loggers: INFO reaches the console and each run's captured log.
+    "root": {"handlers": ["console"], "level": "INFO"},
+}
+
+# Conductor's own settings; app/conf.py documents each one and its default. Any of them can also
+# come from the environment as CONDUCTOR_<NAME> (TASK_MODULES comma-separated; numbers as numbers).
+CONDUCTOR_ENV_NUMBERS = ("THREADS", "POLL", "HEARTBEAT", "HEARTBEAT_TIMEOUT", "GRACE",
+                         "INTERRUPT_WAIT", "LOG_LIMIT", "EVENT_QUEUE_SIZE")  # fmt: skip
+
+
+def conductor_from_env() -> dict:
+    conductor = {
+        "TASK_MODULES": [m for m in os.environ.get("CONDUCTOR_TASK_MODULES", "").split(",") if m],
+    }
+    for name in CONDUCTOR_ENV_NUMBERS:
+        if (text := os.environ.get(f"CONDUCTOR_{name}")) is not None:
+            # A malformed number is kept as text so that checks.py names it with a hint.
+            try:
+                conductor[name] = float(text) if "." in text else int(text)
+            except ValueError:
+                conductor[name] = text
+    return conductor
+
+
+CONDUCTOR = conductor_from_env()
