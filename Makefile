@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
-ADDR ?= 127.0.0.1:8000
+PG_URL ?= postgres://postgres@127.0.0.1:5432/conductor
 
 .PHONY: run test lint bench venv clean
 
@@ -30,7 +30,11 @@ test: venv
 	@$(PY) manage.py check --fail-level WARNING
 	@$(PY) manage.py makemigrations --check --dry-run >/dev/null || \
 		(echo "Models and migrations differ: run manage.py makemigrations" && exit 1)
+	@$(PY) scripts/require-services.py
+	@echo "==> Tests on SQLite (the embedded default)"
 	@$(PY) -m pytest -n 2 --dist loadgroup
+	@echo "==> Unit and integration tests again on PostgreSQL"
+	@DATABASE_URL=$(PG_URL) $(PY) -m pytest -n 2 --dist loadgroup tests/unit tests/integration
 
 lint: venv
 	@$(PY) -m ruff check --fix .

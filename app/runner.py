@@ -25,6 +25,7 @@ from app.runnerprocess import RunnerProcess
 from app.status import RunnerState, RunStatus
 from app.task import Task
 from app.taskrun import Outcome, TaskRun
+from app.wakeup import SqliteWatcher, watcher_for_default_database
 
 logger = logging.getLogger("conductor.runner")
 
@@ -78,6 +79,8 @@ class Runner:
         self._next_due: float | None = None
         self._nothing_due = False
         self._once_cutoff: datetime | None = None
+        self._watcher: SqliteWatcher | None = None
+        self._wake_pending = False
         self.up = threading.Event()  # set once registered: tests and --serve wait on it
 
     # Public API -------------------------------------------------------------------------------
@@ -87,6 +90,7 @@ class Runner:
         self.record = RunnerProcess.register(self.worker_id, self.options.threads)
         self._once_cutoff = timezone.now() if self.options.once else None
         self._recover_stale()
+        self._watcher = watcher_for_default_database(self._wake)
         self.up.set()
         self._publish(events.RUNNER_UP, threads=self.options.threads, pid=self.record.pid)
         logger.info(
@@ -109,6 +113,12 @@ class Runner:
         """
         self._inbox.put(("stop", None))
 
+    def _wake(self) -> None:
+        """Another process committed: look for due tasks now (one pending wake-up is enough)."""
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._inbox.put(("wake", None))
+
     @property
     def busy(self) -> int:
         return len(self._active)
@@ -121,6 +131,8 @@ class Runner:
                 self._collect(*payload)
             elif kind == "stop":
                 self._on_stop()
+            elif kind == "wake":
+                self._wake_pending = False
         try:
             now = time.monotonic()
             self._police(now)
@@ -396,6 +408,8 @@ class Runner:
 
     def _shut_down(self) -> None:
         """Leave nothing running: record what ended, give back what did not."""
+        if self._watcher is not None:
+            self._watcher.stop()
         try:
             self._drain_finished()
             self._record_outcomes()

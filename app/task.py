@@ -49,6 +49,8 @@ class TaskQuerySet(models.QuerySet):
         on SQLite the IMMEDIATE transaction serialises claims. Either way the conditional UPDATE is
         what makes a claim exclusive.
         """
+        if not self.due().exists():
+            return []  # the common idle case, without taking SQLite's write lock
         with transaction.atomic():
             candidates = (
                 self.due()
