@@ -1,5 +1,6 @@
 """System checks: every bad Conductor setting is reported with what to change."""
 
+import math
 from dataclasses import fields
 
 from django.conf import settings
@@ -45,7 +46,11 @@ def _check_numbers(raw: dict) -> list:
             continue
         value = raw[key]
         wanted = int if key in POSITIVE_INTEGERS else (int, float)
-        if isinstance(value, bool) or not isinstance(value, wanted) or value <= 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, wanted)
+            or not (math.isfinite(value) and value > 0)
+        ):
             kind = "a positive whole number" if key in POSITIVE_INTEGERS else "a positive number"
             errors.append(
                 _error(

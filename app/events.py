@@ -47,8 +47,9 @@ def log_sink(event: Event) -> None:
 class Publisher:
     """A bounded queue drained by one daemon thread into the registered sinks."""
 
-    def __init__(self, maxsize: int) -> None:
-        self._queue: queue.Queue[Event] = queue.Queue(maxsize)
+    def __init__(self, maxsize: int | None = None) -> None:
+        self._maxsize = maxsize  # None: EVENT_QUEUE_SIZE, read when the pump starts
+        self._queue: queue.Queue[Event] = queue.Queue()
         self._sinks: list[Sink] = [log_sink]
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -80,7 +81,7 @@ class Publisher:
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
-                    self._queue.maxsize = conf.get().EVENT_QUEUE_SIZE
+                    self._queue.maxsize = self._maxsize or conf.get().EVENT_QUEUE_SIZE
                     self._thread = threading.Thread(target=self._pump, name="conductor-events", daemon=True)
                     self._thread.start()
 
@@ -95,7 +96,7 @@ class Publisher:
             self._queue.task_done()
 
 
-publisher = Publisher(conf.ConductorSettings.EVENT_QUEUE_SIZE)
+publisher = Publisher()
 
 
 def publish(kind: str, **data: Any) -> None:

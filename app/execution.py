@@ -61,7 +61,7 @@ def _timeout_message(task: Any) -> str:
 def jsonable(value: Any) -> Any:
     """The value itself when JSON can hold it, else its repr (a result is never lost to encoding)."""
     try:
-        json.dumps(value)
+        json.dumps(value, allow_nan=False)
     except (TypeError, ValueError):
         return repr(value)
     return value

@@ -70,7 +70,7 @@ def autodiscover() -> None:
         try:
             import_module(module)
         except ModuleNotFoundError as exc:
-            if exc.name and not module.startswith(exc.name):
+            if exc.name and not (exc.name == module or module.startswith(exc.name + ".")):
                 raise  # the module exists but one of its own imports is missing
             raise ImproperlyConfigured(
                 f"CONDUCTOR['TASK_MODULES'] (or CONDUCTOR_TASK_MODULES) names {module!r}, which "

@@ -1,5 +1,6 @@
 """The Task model: a registered function and the conditions under which it runs."""
 
+import json
 import math
 import uuid
 from datetime import datetime, timedelta
@@ -14,6 +15,9 @@ from django.utils import timezone
 from app import registry
 from app.lease import DB_USE, Lease
 from app.status import TASK_STATUS_AFTER_RUN, RunStatus, TaskStatus
+
+#: Longest interval, delay or time limit accepted: 100 years (dates beyond that overflow).
+MAX_SECONDS = 100 * 365.25 * 24 * 3600
 
 
 class FuncAttribute(DeferredAttribute):
@@ -56,22 +60,23 @@ class TaskQuerySet(models.QuerySet):
                 self.due()
                 .order_by("next_run", "id")
                 .select_for_update(skip_locked=True)
-                .values_list("id", "db_use")[:limit]
+                .values_list("id", "db_use", "fence")[:limit]
             )
             return _claim(list(candidates), runner, from_status=TaskStatus.WAITING)
 
 
-def _claim(candidates: list[tuple[int, bool]], runner: Any, from_status: str | None):
+def _claim(candidates: list[tuple[int, bool, int]], runner: Any, from_status: str | None):
+    """Flip the candidates to running for ``runner`` and open a run for each one really claimed."""
     from app.taskrun import TaskRun
 
     runner_id = runner.pk if runner else None
-    ids = [task_id for task_id, db_use in candidates if not db_use]
-    wants_db = [task_id for task_id, db_use in candidates if db_use]
-    if wants_db and Lease.objects.acquire(DB_USE, wants_db[0], runner_id):
-        ids.append(wants_db[0])
-    if not ids:
+    fences = {task_id: fence for task_id, db_use, fence in candidates if not db_use}
+    db_task = next(((task_id, fence) for task_id, db_use, fence in candidates if db_use), None)
+    if db_task and Lease.objects.acquire(DB_USE, db_task[0], runner_id):
+        fences[db_task[0]] = db_task[1]
+    if not fences:
         return []
-    claimable = Task.objects.filter(id__in=ids)
+    claimable = Task.objects.filter(id__in=fences)
     if from_status:
         claimable = claimable.filter(status=from_status)
     else:
@@ -82,7 +87,11 @@ def _claim(candidates: list[tuple[int, bool]], runner: Any, from_status: str | N
         fence=F("fence") + 1,
         attempts=F("attempts") + 1,
     )
-    tasks = list(Task.objects.filter(id__in=ids, status=TaskStatus.RUNNING, runner=runner_id))
+    # Ours are exactly those whose fence our UPDATE bumped, never a task that was already running.
+    running = Task.objects.filter(id__in=fences, status=TaskStatus.RUNNING, runner=runner_id)
+    tasks = [task for task in running if task.fence == fences[task.pk] + 1]
+    if db_task and db_task[0] in fences and all(task.pk != db_task[0] for task in tasks):
+        Lease.objects.release(DB_USE, db_task[0])
     now = timezone.now()
     runs = TaskRun.objects.bulk_create(
         [
@@ -169,13 +178,12 @@ class Task(models.Model):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         """Validate (on full saves) and save; a new task gets its task_id and first next_run."""
+        if kwargs.get("update_fields") is None:
+            self.full_clean(exclude=["task_id", "next_run"], validate_unique=False)
         if self._state.adding:
             self.task_id = self.task_id or uuid.uuid4().hex
             if self.next_run is None:
                 self.next_run = timezone.now() + timedelta(seconds=self.run_in or 0)
-        if kwargs.get("update_fields") is None:
-            self.clean_fields(exclude=["task_id"])
-            self.clean()
         super().save(*args, **kwargs)
 
     def clean(self) -> None:
@@ -202,6 +210,8 @@ class Task(models.Model):
                 "args_in": "args_in must be a JSON object of keyword arguments, e.g. "
                 f'{{"url": "https://example.com"}}; got {type(self.args_in).__name__}.'
             }
+        if (problem := _json_problem(args)) is not None:
+            return {"args_in": f"args_in must be plain JSON: {problem}."}
         problem = registry.signature_errors(self.func, args)
         if problem:
             return {"args_in": f"The arguments do not fit {self.func}: {problem}."}
@@ -214,8 +224,12 @@ class Task(models.Model):
                 f"A looping task needs an interval above 0 seconds (got {self.interval}); "
                 "set it to the seconds between runs, e.g. 60."
             )
-        if not _finite(self.run_in) or self.run_in < 0:
-            errors["run_in"] = f"run_in must be 0 or more seconds (got {self.run_in})."
+        elif not _finite(self.interval) or abs(self.interval) > MAX_SECONDS:
+            errors["interval"] = (
+                f"interval must be a number of seconds up to {MAX_SECONDS:.0f} (got {self.interval})."
+            )
+        if not _finite(self.run_in) or not 0 <= self.run_in <= MAX_SECONDS:
+            errors["run_in"] = f"run_in must be 0 to {MAX_SECONDS:.0f} seconds (got {self.run_in})."
         if self.kill_time is not None and not _positive(self.kill_time):
             errors["kill_time"] = (
                 f"kill_time must be above 0 seconds (got {self.kill_time}); leave it empty for no time limit."
@@ -229,7 +243,8 @@ class Task(models.Model):
         if self.pk is None:
             self.save()
         with transaction.atomic():
-            claimed = _claim([(self.pk, self.db_use)], runner=None, from_status=None)
+            fence = Task.objects.select_for_update().values_list("fence", flat=True).get(pk=self.pk)
+            claimed = _claim([(self.pk, self.db_use, fence)], runner=None, from_status=None)
         if not claimed:
             raise RuntimeError(
                 f"Task {self.task_id} cannot run now: it is already running"
@@ -256,7 +271,15 @@ class Task(models.Model):
 
 
 def _positive(value: Any) -> bool:
-    return _finite(value) and value > 0
+    return _finite(value) and 0 < value <= MAX_SECONDS
+
+
+def _json_problem(value: Any) -> str | None:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    return None
 
 
 def _finite(value: Any) -> bool:

@@ -95,7 +95,7 @@ class TaskRun(models.Model):
         if not closed:
             return False
         task = self.task
-        Task.objects.filter(pk=task.pk, fence=self.fence, status=TaskStatus.RUNNING).update(
+        updated = Task.objects.filter(pk=task.pk, fence=self.fence, status=TaskStatus.RUNNING).update(
             **task.fields_after_run(outcome.status, now),
             runner=None,
             last_run=_at(outcome.started),
@@ -104,6 +104,8 @@ class TaskRun(models.Model):
             error=outcome.error,
             updated_at=now,
         )
+        if not updated:
+            return False  # the task was claimed again since: the run is recorded, the task untouched
         if task.db_use:
             Lease.objects.release(DB_USE, task.pk)
         return True

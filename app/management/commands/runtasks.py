@@ -12,23 +12,23 @@ from app.runner import Runner, RunnerOptions
 VERBOSITY_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
 
 
-def positive_int(text: str) -> int:
+def positive_int(text: str, option: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise CommandError(f"expected a whole number above 0, got {text!r}") from None
+        raise CommandError(f"{option} takes a whole number above 0, got {text!r}") from None
     if value <= 0:
-        raise CommandError(f"expected a whole number above 0, got {value}")
+        raise CommandError(f"{option} takes a whole number above 0, got {value}")
     return value
 
 
-def seconds(text: str) -> float:
+def seconds(text: str, option: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise CommandError(f"expected a number of seconds, got {text!r}") from None
+        raise CommandError(f"{option} takes a number of seconds, got {text!r}") from None
     if not value >= 0 or value == float("inf"):
-        raise CommandError(f"expected a finite number of seconds >= 0, got {text!r}")
+        raise CommandError(f"{option} takes a finite number of seconds >= 0, got {text!r}")
     return value
 
 
@@ -74,18 +74,20 @@ class Command(BaseCommand):
             raise SystemExit(code)
 
     def _runner_options(self, options: dict[str, Any]) -> RunnerOptions:
-        poll = seconds(options["poll"])
+        poll = seconds(options["poll"], "--poll")
         if poll == 0:
             raise CommandError("--poll must be above 0 seconds")
         worker_id = options["worker_id"]
         if worker_id is not None and not worker_id.strip():
             raise CommandError("--worker-id must not be empty")
         return RunnerOptions(
-            threads=positive_int(options["threads"]),
+            threads=positive_int(options["threads"], "--threads"),
             poll=poll,
-            grace=seconds(options["grace"]),
+            grace=seconds(options["grace"], "--grace"),
             once=options["once"],
-            max_tasks=positive_int(options["max_tasks"]) if options["max_tasks"] else None,
+            max_tasks=positive_int(options["max_tasks"], "--max-tasks")
+            if options["max_tasks"] is not None
+            else None,
             worker_id=worker_id,
         )
 
