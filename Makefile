@@ -33,8 +33,8 @@ test: venv
 	@$(PY) scripts/require-services.py
 	@echo "==> Tests on SQLite (the embedded default)"
 	@$(PY) -m pytest -n 2 --dist loadgroup
-	@echo "==> Unit and integration tests again on PostgreSQL"
-	@DATABASE_URL=$(PG_URL) $(PY) -m pytest -n 2 --dist loadgroup tests/unit tests/integration
+	@echo "==> The unit, integration and acceptance tests again on PostgreSQL"
+	@DATABASE_URL=$(PG_URL) $(PY) -m pytest -n 2 --dist loadgroup tests/unit tests/integration tests/acceptance
 
 lint: venv
 	@$(PY) -m ruff check --fix .
