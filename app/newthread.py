@@ -140,12 +140,13 @@ class New_Thread(threading.Thread):  # the published (ShakeCast) name, kept for 
         return self.is_alive()
 
     def interrupt(self, exc_type: type[BaseException] = ThreadInterrupted) -> bool:
-        """Raise ``exc_type`` inside the thread, and stop its loop; return whether it was raised.
+        """Raise ``exc_type`` inside the thread, and stop its loop; return whether it was sent.
 
         The exception is raised at the thread's next Python bytecode. A thread blocked in C code
         (``time.sleep``, ``socket.recv``, ``Lock.acquire``) is only interrupted when that call
-        returns; only a child process can be killed for sure. Returns False when the thread is not
-        alive (not started, or finished) or was already interrupted.
+        returns; only a child process can be killed for sure. It ends up on ``exception`` unless
+        func's last call ended first. Returns False when the thread is not alive (not started, or
+        finished) or was already interrupted.
         """
         if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
             raise TypeError(f"exc_type must be an exception class, got {exc_type!r}")
