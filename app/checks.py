@@ -61,11 +61,13 @@ def _check_numbers(raw: dict) -> list:
                 )
             )
     if "GRACE" in raw and (
-        isinstance(raw["GRACE"], bool) or not isinstance(raw["GRACE"], int | float) or raw["GRACE"] < 0
+        isinstance(raw["GRACE"], bool)
+        or not isinstance(raw["GRACE"], int | float)
+        or not (math.isfinite(raw["GRACE"]) and raw["GRACE"] >= 0)
     ):
         errors.append(
             _error(
-                f"CONDUCTOR['GRACE'] is {raw['GRACE']!r}; it must be a number of seconds >= 0.",
+                f"CONDUCTOR['GRACE'] is {raw['GRACE']!r}; it must be a finite number of seconds >= 0.",
                 "Set it to how long a stopping runner waits for running tasks, e.g. 10.",
                 3,
             )

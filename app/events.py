@@ -81,7 +81,9 @@ class Publisher:
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
-                    self._queue.maxsize = self._maxsize or conf.get().EVENT_QUEUE_SIZE
+                    self._queue.maxsize = (
+                        conf.get().EVENT_QUEUE_SIZE if self._maxsize is None else self._maxsize
+                    )
                     self._thread = threading.Thread(target=self._pump, name="conductor-events", daemon=True)
                     self._thread.start()
 

@@ -2,13 +2,15 @@
 
 import json
 import math
+import operator
 import uuid
 from datetime import datetime, timedelta
+from functools import reduce
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.db.models import F, Min
+from django.db.models import F, Min, Q
 from django.db.models.query_utils import DeferredAttribute
 from django.utils import timezone
 
@@ -76,7 +78,8 @@ def _claim(candidates: list[tuple[int, bool, int]], runner: Any, from_status: st
         fences[db_task[0]] = db_task[1]
     if not fences:
         return []
-    claimable = Task.objects.filter(id__in=fences)
+    # Each row only if its fence is still the one read: a stale candidate is never claimed.
+    claimable = Task.objects.filter(reduce(operator.or_, (Q(id=i, fence=f) for i, f in fences.items())))
     if from_status:
         claimable = claimable.filter(status=from_status)
     else:
@@ -221,18 +224,17 @@ class Task(models.Model):
         errors = {}
         if self.loop and not _positive(self.interval):
             errors["interval"] = (
-                f"A looping task needs an interval above 0 seconds (got {self.interval}); "
-                "set it to the seconds between runs, e.g. 60."
+                f"A looping task needs an interval above 0 and up to {MAX_SECONDS:.0f} seconds "
+                f"(got {self.interval}); set it to the seconds between runs, e.g. 60."
             )
-        elif not _finite(self.interval) or abs(self.interval) > MAX_SECONDS:
-            errors["interval"] = (
-                f"interval must be a number of seconds up to {MAX_SECONDS:.0f} (got {self.interval})."
-            )
+        elif not _finite(self.interval) or not 0 <= self.interval <= MAX_SECONDS:
+            errors["interval"] = f"interval must be 0 to {MAX_SECONDS:.0f} seconds (got {self.interval})."
         if not _finite(self.run_in) or not 0 <= self.run_in <= MAX_SECONDS:
             errors["run_in"] = f"run_in must be 0 to {MAX_SECONDS:.0f} seconds (got {self.run_in})."
         if self.kill_time is not None and not _positive(self.kill_time):
             errors["kill_time"] = (
-                f"kill_time must be above 0 seconds (got {self.kill_time}); leave it empty for no time limit."
+                f"kill_time must be above 0 and up to {MAX_SECONDS:.0f} seconds (got {self.kill_time}); "
+                "leave it empty for no time limit."
             )
         return errors
 

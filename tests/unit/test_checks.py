@@ -1,0 +1,210 @@
+"""Tests for app.checks: bad Conductor settings and SQLite options are reported with a hint."""
+
+import math
+
+import pytest
+from django.core.checks import Error, Warning
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.db import connection, connections
+from django.test import override_settings
+
+from app.checks import check_settings, check_sqlite_wal
+
+BAD_SETTINGS = [
+    # (id, CONDUCTOR, check id, fragment of the message)
+    ("not-a-dict", ["THREADS", 8], "conductor.E001", "CONDUCTOR must be a dict"),
+    ("unknown-key", {"THREAD": 8}, "conductor.E002", "unknown key 'THREAD'"),
+    ("threads-0", {"THREADS": 0}, "conductor.E003", "CONDUCTOR['THREADS'] is 0"),
+    ("threads-text", {"THREADS": "8"}, "conductor.E003", "CONDUCTOR['THREADS'] is '8'"),
+    ("threads-bool", {"THREADS": True}, "conductor.E003", "CONDUCTOR['THREADS'] is True"),
+    ("threads-float", {"THREADS": 8.0}, "conductor.E003", "positive whole number"),
+    ("poll-negative", {"POLL": -1}, "conductor.E003", "CONDUCTOR['POLL'] is -1"),
+    ("poll-0", {"POLL": 0}, "conductor.E003", "CONDUCTOR['POLL'] is 0"),
+    ("log-limit-0", {"LOG_LIMIT": 0}, "conductor.E003", "CONDUCTOR['LOG_LIMIT'] is 0"),
+    ("grace-negative", {"GRACE": -1}, "conductor.E003", "CONDUCTOR['GRACE'] is -1"),
+    ("grace-text", {"GRACE": "10"}, "conductor.E003", "CONDUCTOR['GRACE'] is '10'"),
+    ("task-modules-str", {"TASK_MODULES": "a.b"}, "conductor.E004", "list of dotted module"),
+    ("task-modules-items", {"TASK_MODULES": [1]}, "conductor.E004", "list of dotted module"),
+    (
+        "heartbeat-timeout-short",
+        {"HEARTBEAT": 2, "HEARTBEAT_TIMEOUT": 5.9},
+        "conductor.E006",
+        "less than three heartbeats",
+    ),
+]
+
+NON_FINITE = [
+    pytest.param(
+        {key: value}, "conductor.E003", f"CONDUCTOR[{key!r}] is {value!r}", id=f"{key.lower()}-{value}"
+    )
+    for key in ("POLL", "HEARTBEAT", "HEARTBEAT_TIMEOUT", "INTERRUPT_WAIT")
+    for value in (math.nan, math.inf)
+]
+
+GRACE_NOT_FINITE = [
+    pytest.param(
+        {"GRACE": value},
+        "conductor.E003",
+        f"CONDUCTOR['GRACE'] is {value!r}",
+        id=f"grace-{value}",
+    )
+    for value in (math.nan, math.inf)
+]
+
+
+@pytest.mark.parametrize(
+    ("conductor", "check_id", "fragment"),
+    [pytest.param(*case[1:], id=case[0]) for case in BAD_SETTINGS] + NON_FINITE + GRACE_NOT_FINITE,
+)
+def test_bad_setting_is_an_error_with_an_id_and_a_hint(conductor, check_id, fragment):
+    with override_settings(CONDUCTOR=conductor):
+        errors = check_settings()
+
+    assert [error.id for error in errors] == [check_id]
+    [error] = errors
+    assert isinstance(error, Error)
+    assert fragment in error.msg
+    assert error.hint
+
+
+def test_unknown_key_hint_lists_the_known_keys():
+    with override_settings(CONDUCTOR={"THREAD": 8}):
+        [error] = check_settings()
+
+    assert "THREADS" in error.hint
+    assert "TASK_MODULES" in error.hint
+
+
+def test_number_hint_names_the_default():
+    with override_settings(CONDUCTOR={"THREADS": 0}):
+        [error] = check_settings()
+
+    assert "default (8)" in error.hint
+
+
+def test_every_bad_value_is_reported_at_once():
+    with override_settings(CONDUCTOR={"THREADS": 0, "POLL": -1, "NOPE": 1, "TASK_MODULES": "x"}):
+        errors = check_settings()
+
+    assert sorted(error.id for error in errors) == [
+        "conductor.E002",
+        "conductor.E003",
+        "conductor.E003",
+        "conductor.E004",
+    ]
+
+
+@pytest.mark.parametrize(
+    "conductor",
+    [
+        {},
+        {
+            "TASK_MODULES": ["tests.functions"],
+            "THREADS": 4,
+            "POLL": 0.5,
+            "HEARTBEAT": 1,
+            "HEARTBEAT_TIMEOUT": 3,
+            "GRACE": 0,
+            "INTERRUPT_WAIT": 0.1,
+            "LOG_LIMIT": 100,
+            "EVENT_QUEUE_SIZE": 1,
+        },
+        {"TASK_MODULES": ("tests.functions",), "GRACE": 2.5},
+    ],
+)
+def test_good_settings_give_no_errors(conductor):
+    with override_settings(CONDUCTOR=conductor):
+        assert check_settings() == []
+
+
+def test_the_project_settings_pass():
+    assert check_settings() == []
+
+
+def test_manage_py_check_fails_on_a_bad_setting():
+    with override_settings(CONDUCTOR={"THREADS": 0}), pytest.raises(SystemCheckError) as caught:
+        call_command("check", tag=["compatibility"])
+
+    assert "conductor.E003" in str(caught.value)
+
+
+# --- check_sqlite_wal ----------------------------------------------------------------------------
+
+
+SQLITE = "django.db.backends.sqlite3"
+ON_SQLITE = connections.databases["default"]["ENGINE"] == SQLITE
+sqlite_only = pytest.mark.skipif(not ON_SQLITE, reason="the test database is not SQLite")
+
+
+def test_test_database_passes_the_check():
+    assert check_sqlite_wal() == []
+
+
+@sqlite_only
+def test_test_database_is_set_up_for_concurrent_runners():
+    options = connections.databases["default"]["OPTIONS"]
+
+    assert "journal_mode=wal" in options["init_command"].lower().replace(" ", "")
+    assert options["transaction_mode"] == "IMMEDIATE"
+
+
+@sqlite_only
+@pytest.mark.django_db
+def test_test_database_really_runs_in_wal_mode():
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA journal_mode")
+        assert cursor.fetchone()[0].lower() == "wal"
+
+
+@pytest.fixture
+def database_config(monkeypatch):
+    """Replace the default database's ENGINE and OPTIONS for one test (no connection is opened
+    meanwhile), whichever database the tests run on."""
+    config = connections.databases["default"]
+
+    def use(options: dict, engine: str = SQLITE) -> None:
+        monkeypatch.setitem(config, "ENGINE", engine)
+        monkeypatch.setitem(config, "OPTIONS", options)
+
+    return use
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        (
+            {"transaction_mode": "IMMEDIATE"},
+            "init_command does not set PRAGMA journal_mode=WAL",
+        ),
+        (
+            {"init_command": "PRAGMA journal_mode = wal;"},
+            'transaction_mode is not "IMMEDIATE"',
+        ),
+        (
+            {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "DEFERRED"},
+            'transaction_mode is not "IMMEDIATE"',
+        ),
+    ],
+)
+def test_sqlite_without_wal_or_immediate_is_a_warning(database_config, options, problem):
+    database_config(options)
+
+    [warning] = check_sqlite_wal()
+
+    assert isinstance(warning, Warning)
+    assert warning.id == "conductor.W001"
+    assert problem in warning.msg
+    assert "sqlite_options()" in warning.hint
+
+
+def test_sqlite_set_up_for_concurrent_runners_gives_no_warning(database_config):
+    database_config({"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "immediate"})
+
+    assert check_sqlite_wal() == []
+
+
+def test_other_databases_are_not_checked_for_sqlite_options(database_config):
+    database_config({}, engine="django.db.backends.postgresql")
+
+    assert check_sqlite_wal() == []

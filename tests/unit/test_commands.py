@@ -1,0 +1,135 @@
+"""Tests for the management commands: runtasks' option checks and loaddemo."""
+
+import io
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from app.management.commands.runtasks import positive_int, seconds
+from app.status import TaskStatus
+from app.task import Task
+from app.taskrun import TaskRun
+from tests import functions
+
+# --- runtasks ------------------------------------------------------------------------------------
+
+BAD_OPTIONS = [
+    # (id, arguments, what the message must say)
+    ("threads-0", ["--threads", "0"], "--threads takes a whole number above 0, got 0"),
+    ("threads-negative", ["--threads", "-2"], "--threads takes a whole number above 0, got -2"),
+    ("threads-x", ["--threads", "x"], "--threads takes a whole number above 0, got 'x'"),
+    ("threads-float", ["--threads", "1.5"], "--threads takes a whole number above 0, got '1.5'"),
+    ("poll-0", ["--poll", "0"], "--poll must be above 0 seconds"),
+    ("poll-abc", ["--poll", "abc"], "--poll takes a number of seconds, got 'abc'"),
+    ("poll-negative", ["--poll", "-1"], "--poll takes a finite number of seconds >= 0, got '-1'"),
+    ("poll-nan", ["--poll", "nan"], "--poll takes a finite number of seconds >= 0, got 'nan'"),
+    ("poll-inf", ["--poll", "inf"], "--poll takes a finite number of seconds >= 0, got 'inf'"),
+    ("grace--1", ["--grace", "-1"], "--grace takes a finite number of seconds >= 0, got '-1'"),
+    ("grace-abc", ["--grace", "abc"], "--grace takes a number of seconds, got 'abc'"),
+    ("grace-nan", ["--grace", "nan"], "--grace takes a finite number of seconds >= 0, got 'nan'"),
+    ("grace-inf", ["--grace", "inf"], "--grace takes a finite number of seconds >= 0, got 'inf'"),
+    ("max-tasks-0", ["--max-tasks", "0"], "--max-tasks takes a whole number above 0, got 0"),
+    ("max-tasks-x", ["--max-tasks", "x"], "--max-tasks takes a whole number above 0, got 'x'"),
+    ("max-tasks-empty", ["--max-tasks", ""], "--max-tasks takes a whole number above 0, got ''"),
+    ("worker-id-empty", ["--worker-id", ""], "--worker-id must not be empty"),
+    ("worker-id-blank", ["--worker-id", "   "], "--worker-id must not be empty"),
+]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"), [pytest.param(*case[1:], id=case[0]) for case in BAD_OPTIONS]
+)
+def test_runtasks_refuses_a_bad_option_saying_what_is_wrong(arguments, message):
+    with pytest.raises(CommandError) as caught:
+        call_command("runtasks", *arguments)
+
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("arguments", [pytest.param(case[1], id=case[0]) for case in BAD_OPTIONS])
+def test_runtasks_error_names_the_option(arguments):
+    with pytest.raises(CommandError) as caught:
+        call_command("runtasks", *arguments)
+
+    assert str(caught.value).startswith(arguments[0] + " ")
+
+
+@pytest.mark.parametrize(("text", "value"), [("1", 1), ("8", 8), (" 16 ", 16)])
+def test_positive_int_accepts_whole_numbers_above_zero(text, value):
+    assert positive_int(text, "--threads") == value
+
+
+@pytest.mark.parametrize(("text", "value"), [("0", 0.0), ("0.25", 0.25), ("10", 10.0)])
+def test_seconds_accepts_finite_numbers_from_zero(text, value):
+    assert seconds(text, "--grace") == value
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "message"),
+    [
+        (positive_int, "0", "--some-option takes a whole number above 0, got 0"),
+        (positive_int, "x", "--some-option takes a whole number above 0, got 'x'"),
+        (seconds, "x", "--some-option takes a number of seconds, got 'x'"),
+        (seconds, "-inf", "--some-option takes a finite number of seconds >= 0, got '-inf'"),
+    ],
+)
+def test_parsers_name_the_option_they_are_given(parse, text, message):
+    with pytest.raises(CommandError) as caught:
+        parse(text, "--some-option")
+
+    assert str(caught.value) == message
+
+
+# --- loaddemo ------------------------------------------------------------------------------------
+
+DEMO_IDS = {"demo-feed", "demo-slow", "demo-fail", "demo-db", "demo-report", "demo-overrun"}
+
+
+def load_demo() -> str:
+    out = io.StringIO()
+    call_command("loaddemo", stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.django_db
+def test_loaddemo_creates_the_demo_tasks():
+    output = load_demo()
+
+    demo = Task.objects.filter(task_id__startswith="demo-")
+    assert demo.count() == 6
+    assert set(demo.values_list("task_id", flat=True)) == DEMO_IDS
+    assert all(task.status == TaskStatus.WAITING for task in demo)
+    assert "poll news feed: app.tasks.poll_feed every 10 s" in output
+    assert "runaway computation: app.tasks.busy_loop once, in 1 s (kill_time 3 s)" in output
+    assert "nightly report (db_use): app.tasks.slow_job once, in 0 s (db_use)" in output
+    assert len(output.strip().splitlines()) == 6
+
+
+@pytest.mark.django_db
+def test_loaddemo_twice_leaves_one_set_of_demo_tasks():
+    load_demo()
+    first = set(Task.objects.values_list("pk", flat=True))
+
+    load_demo()
+
+    demo = Task.objects.filter(task_id__startswith="demo-")
+    assert demo.count() == 6
+    assert set(demo.values_list("task_id", flat=True)) == DEMO_IDS
+    assert Task.objects.count() == 6
+    assert not first & set(Task.objects.values_list("pk", flat=True))  # replaced, not kept
+
+
+@pytest.mark.django_db
+def test_loaddemo_replaces_demo_runs_and_keeps_other_tasks():
+    mine = Task(task_id="mine", func=functions.add, args_in={"a": 1})
+    mine.save()
+    load_demo()
+    TaskRun.objects.create(task=Task.objects.get(task_id="demo-feed"))
+    TaskRun.objects.create(task=mine)
+
+    load_demo()
+
+    assert Task.objects.filter(task_id="mine").exists()
+    assert list(TaskRun.objects.values_list("task__task_id", flat=True)) == ["mine"]
+    assert Task.objects.count() == 7
