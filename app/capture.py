@@ -8,7 +8,8 @@ handler on the root logger does the same for log records.
 import logging
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
@@ -18,20 +19,42 @@ _buffers: dict[int, "RunLog"] = {}
 _install_lock = threading.Lock()
 
 
-class RunLog:
-    """The text one run printed and logged; keeps the last ``limit`` characters."""
+#: Least time between two live chunks of one run's output (what comes between is sent together).
+LIVE_GAP = 0.05
 
-    def __init__(self, limit: int) -> None:
+
+class RunLog:
+    """The text one run printed and logged; keeps the last ``limit`` characters.
+
+    With ``on_chunk``, new text is also handed on live, in chunks at most every LIVE_GAP seconds;
+    ``flush_live()`` hands on the rest.
+    """
+
+    def __init__(self, limit: int, on_chunk: Callable[[str], None] | None = None) -> None:
         self.limit = limit
         self._parts: list[str] = []
         self._size = 0
         self.truncated = False
+        self._on_chunk = on_chunk
+        self._pending: list[str] = []
+        self._last_chunk = 0.0
 
     def write(self, text: str) -> None:
         self._parts.append(text)
         self._size += len(text)
         if self._size > 2 * self.limit:
             self._compact()
+        if self._on_chunk is not None:
+            self._pending.append(text)
+            if time.monotonic() - self._last_chunk >= LIVE_GAP:
+                self.flush_live()
+
+    def flush_live(self) -> None:
+        if self._on_chunk is None or not self._pending:
+            return
+        chunk, self._pending = "".join(self._pending)[-self.limit :], []
+        self._last_chunk = time.monotonic()
+        self._on_chunk(chunk)
 
     def _compact(self) -> None:
         text = "".join(self._parts)
@@ -97,13 +120,14 @@ def install() -> None:
 
 
 @contextmanager
-def capturing() -> Iterator[RunLog]:
-    """Capture the current thread's prints and log records into a RunLog."""
+def capturing(on_chunk: Callable[[str], None] | None = None) -> Iterator[RunLog]:
+    """Capture the current thread's prints and log records into a RunLog (live via on_chunk)."""
     install()
     ident = threading.get_ident()
-    buffer = RunLog(conf.get().LOG_LIMIT)
+    buffer = RunLog(conf.get().LOG_LIMIT, on_chunk)
     _buffers[ident] = buffer
     try:
         yield buffer
     finally:
         _buffers.pop(ident, None)
+        buffer.flush_live()

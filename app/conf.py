@@ -25,6 +25,8 @@ class ConductorSettings:
     GRACE: float = 10.0
     #: Seconds a thread may take to end after being interrupted before it is reported as overrunning.
     INTERRUPT_WAIT: float = 1.0
+    #: Seconds a cancelled run gets to end by itself (it sees stop_requested) before being interrupted.
+    CANCEL_GRACE: float = 5.0
     #: Most characters of log and print output kept per run (the end is kept; the start is cut).
     LOG_LIMIT: int = 65536
     #: Most live-state events waiting to be published; beyond it events are dropped and counted.

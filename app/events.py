@@ -35,9 +35,14 @@ TASK_FINISHED = "task.finished"
 TASK_FAILED = "task.failed"
 TASK_TIMED_OUT = "task.timed_out"
 TASK_INTERRUPTED = "task.interrupted"
+TASK_CANCELLED = "task.cancelled"
 TASK_OVERRUNNING = "task.overrunning"
 TASK_RESULT = "task.result"
 LATE_WRITE_REFUSED = "run.late_write_refused"
+RUN_PROGRESS = "run.progress"
+RUN_LOG = "run.log"
+RUN_CANCEL_REQUESTED = "run.cancel_requested"
+TASK_CHANGED = "task.changed"
 
 
 def log_sink(event: Event) -> None:

@@ -5,9 +5,11 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
-from app import capture, registry
+from app import capture, events, registry
+from app.context import CONTEXT_PARAMETER, TaskContext, accepts_context
 from app.newthread import ThreadInterrupted, post_mortem
 from app.status import RunStatus
 from app.taskrun import Outcome
@@ -23,18 +25,28 @@ class RunInterrupted(ThreadInterrupted):
     """Raised inside a task thread when its runner stops before the run ends."""
 
 
-def execute(task: Any) -> Outcome:
+class RunCancelled(ThreadInterrupted):
+    """Raised inside a task thread whose run was cancelled and did not end within the grace period."""
+
+
+def execute(task: Any, context: TaskContext | None = None) -> Outcome:
     """Call the task's registered function with its arguments, capturing output and errors."""
     thread = threading.current_thread()
+    context = context or TaskContext(task, run_id=None)
     started = time.time()
     output, error = None, ""
-    with capture.capturing() as log:
+    with capture.capturing(on_chunk=_live_log(task, context.run_id)) as log:
         try:
             func = registry.get(task.func)
-            output = jsonable(func(**(task.args_in or {})))
-            status = RunStatus.FINISHED
+            kwargs = dict(task.args_in or {})
+            if accepts_context(func):
+                kwargs[CONTEXT_PARAMETER] = context
+            output = jsonable(func(**kwargs))
+            status = RunStatus.CANCELLED if context.cancelled else RunStatus.FINISHED
         except TimeLimitExceeded:
             status, error = RunStatus.TIMED_OUT, _timeout_message(task)
+        except RunCancelled:
+            status, error = RunStatus.CANCELLED, "Cancelled, and interrupted after the grace period\n"
         except ThreadInterrupted:
             status, error = RunStatus.INTERRUPTED, traceback.format_exc()
         except Exception as exc:
@@ -51,7 +63,16 @@ def execute(task: Any) -> Outcome:
         log=log.getvalue(),
         thread_name=thread.name,
         thread_ident=thread.ident,
+        progress=context.progress,
+        progress_message=context.progress_message,
     )
+
+
+def _live_log(task: Any, run_id: int | None) -> Callable[[str], None]:
+    def publish_chunk(text: str) -> None:
+        events.publish(events.RUN_LOG, task=task.pk, task_id=task.task_id, run=run_id, text=text)
+
+    return publish_chunk
 
 
 def _timeout_message(task: Any) -> str:

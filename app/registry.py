@@ -53,8 +53,15 @@ def names() -> list[str]:
 
 def signature_errors(path: str, kwargs: dict[str, Any]) -> str | None:
     """Why ``kwargs`` cannot call the function at ``path``, or None when they fit."""
+    from app.context import CONTEXT_PARAMETER, accepts_context
+
+    func = get(path)
+    if accepts_context(func):
+        if CONTEXT_PARAMETER in kwargs:
+            return f"'{CONTEXT_PARAMETER}' is given by Conductor (a TaskContext), not in args_in"
+        kwargs = {**kwargs, CONTEXT_PARAMETER: None}
     try:
-        inspect.signature(get(path)).bind(**kwargs)
+        inspect.signature(func).bind(**kwargs)
     except TypeError as exc:
         return str(exc)
     return None

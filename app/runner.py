@@ -19,9 +19,13 @@ from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from app import conf, events
-from app.execution import RunInterrupted, TimeLimitExceeded, execute
+from app.activerun import ActiveRun
+from app.bridge import RUNNERS_GROUP, ChannelBridge, runner_group
+from app.context import TaskContext
+from app.execution import RunCancelled, RunInterrupted, TimeLimitExceeded, execute
 from app.newthread import New_Thread
 from app.runnerprocess import RunnerProcess
+from app.snapshot import run_outcome_state, task_state
 from app.status import RunnerState, RunStatus
 from app.task import Task
 from app.taskrun import Outcome, TaskRun
@@ -30,24 +34,12 @@ from app.wakeup import SqliteWatcher, watcher_for_default_database
 logger = logging.getLogger("conductor.runner")
 
 STATUS_EVENTS = {
+    RunStatus.CANCELLED: events.TASK_CANCELLED,
     RunStatus.FINISHED: events.TASK_FINISHED,
     RunStatus.FAILED: events.TASK_FAILED,
     RunStatus.TIMED_OUT: events.TASK_TIMED_OUT,
     RunStatus.INTERRUPTED: events.TASK_INTERRUPTED,
 }
-
-
-@dataclass
-class ActiveRun:
-    """A run this runner has started and not yet recorded as ended."""
-
-    task: Task
-    run: TaskRun
-    thread: New_Thread
-    started: float
-    deadline: float | None
-    interrupted_at: float | None = None
-    overrunning: bool = False
 
 
 @dataclass
@@ -61,8 +53,9 @@ class RunnerOptions:
 
 
 class Runner:
-    def __init__(self, options: RunnerOptions | None = None) -> None:
+    def __init__(self, options: RunnerOptions | None = None, bridge: ChannelBridge | None = None) -> None:
         self.options = options or RunnerOptions()
+        self.bridge = bridge
         self.settings = conf.get()
         self.worker_id = self.options.worker_id or RunnerProcess.default_worker_id()
         self.record: RunnerProcess | None = None
@@ -91,6 +84,9 @@ class Runner:
         self._once_cutoff = timezone.now() if self.options.once else None
         self._recover_stale()
         self._watcher = watcher_for_default_database(self._wake)
+        if self.bridge is not None:
+            groups = [runner_group(self.worker_id), RUNNERS_GROUP]
+            self.bridge.listen(groups, lambda message: self._inbox.put(("command", message)))
         self.up.set()
         self._publish(events.RUNNER_UP, threads=self.options.threads, pid=self.record.pid)
         logger.info(
@@ -133,6 +129,8 @@ class Runner:
                 self._on_stop()
             elif kind == "wake":
                 self._wake_pending = False
+            elif kind == "command":
+                self._on_command(payload)
         try:
             now = time.monotonic()
             self._police(now)
@@ -169,6 +167,8 @@ class Runner:
         return max(0.0, min(wake_at) - time.monotonic())
 
     def _next_check(self, active: ActiveRun) -> float:
+        if active.cancel_deadline is not None:
+            return active.cancel_deadline
         if active.overrunning:
             return float("inf")
         if active.interrupted_at is not None:
@@ -221,17 +221,18 @@ class Runner:
         return time.monotonic() + wait if wait > 0 else None
 
     def _start(self, task: Task, run: TaskRun) -> None:
+        context = TaskContext(task, run.pk, attempt=task.attempts)
         thread = New_Thread(
             self._run_in_thread,
-            {"task": task, "run_id": run.pk},
+            {"task": task, "run_id": run.pk, "context": context},
             name=f"{task.name}#{run.pk}",
             daemon=True,  # a thread stuck in C must not keep a stopped runner's process alive
         )
         started = time.monotonic()
         deadline = started + task.kill_time if task.kill_time else None
-        self._active[run.pk] = ActiveRun(task, run, thread, started, deadline)
+        self._active[run.pk] = ActiveRun(task, run, thread, context, started, deadline)
         thread.start()
-        self._publish(events.TASK_CLAIMED, **self._describe(task, run))
+        self._publish(events.TASK_CLAIMED, **self._describe(task, run), state=task_state(task))
         self._publish(
             events.THREAD_STARTED,
             **self._describe(task, run),
@@ -240,11 +241,11 @@ class Runner:
             daemon=thread.daemon,
         )
 
-    def _run_in_thread(self, task: Task, run_id: int) -> None:
+    def _run_in_thread(self, task: Task, run_id: int, context: TaskContext) -> None:
         """Run the function and report back (New_Thread closes the thread's DB connections)."""
         outcome = None
         try:
-            outcome = execute(task)
+            outcome = execute(task, context)
         finally:
             self._inbox.put(("done", (run_id, outcome)))
 
@@ -271,10 +272,13 @@ class Runner:
             self._unrecorded = batch + self._unrecorded  # kept, and tried again next step
             raise
         self._recorded += len(batch)
+        states = {
+            task.pk: task_state(task) for task in Task.objects.filter(pk__in=[r.task_id for r, _ in batch])
+        }
         for (run, outcome), ok in zip(batch, accepted, strict=True):
-            self._announce(run, outcome, ok)
+            self._announce(run, outcome, ok, states.get(run.task_id))
 
-    def _announce(self, run: TaskRun, outcome: Outcome, accepted: bool) -> None:
+    def _announce(self, run: TaskRun, outcome: Outcome, accepted: bool, state: dict | None) -> None:
         task = run.task
         described = self._describe(task, run)
         self._publish(
@@ -297,7 +301,14 @@ class Runner:
             "output": outcome.output,
         }
         first_error_line = outcome.error.strip().splitlines()[-1] if outcome.error else ""
-        self._publish(STATUS_EVENTS[outcome.status], **described, **result, error=first_error_line)
+        self._publish(
+            STATUS_EVENTS[outcome.status],
+            **described,
+            **result,
+            error=first_error_line,
+            state=state,
+            run_state=run_outcome_state(run, outcome),
+        )
         if outcome.status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
             logger.warning("Task %s run %s %s: %s", task.name, run.pk, outcome.status, first_error_line)
         if task.conn:
@@ -317,6 +328,9 @@ class Runner:
     def _police(self, now: float) -> None:
         self._collect_dead_threads()
         for active in list(self._active.values()):
+            if active.cancel_deadline is not None and now >= active.cancel_deadline:
+                active.cancel_deadline = None
+                self._interrupt(active, RunCancelled, now)
             if active.interrupted_at is None:
                 if active.deadline is not None and now >= active.deadline:
                     self._interrupt(active, TimeLimitExceeded, now)
@@ -361,7 +375,7 @@ class Runner:
 
     def _heartbeat(self, now: float) -> None:
         self._next_heartbeat = now + self.settings.HEARTBEAT
-        if not self.record.heartbeat(busy=len(self._active)):
+        if not self.record.heartbeat([active.describe() for active in self._active.values()]):
             logger.error(
                 "Runner %s was presumed dead by others (heartbeat older than %s s); its runs were "
                 "recovered and their late results will be refused. Signing in again.",
@@ -401,6 +415,8 @@ class Runner:
                 self.options.grace,
             )
             self.record.set_state(RunnerState.STOPPING)
+            for active in self._active.values():
+                active.context.request_stop()
             self._publish(events.RUNNER_STOPPING, grace=self.options.grace)
         else:
             logger.warning("Runner %s stopping now: interrupting %d tasks", self.worker_id, self.busy)
@@ -410,6 +426,8 @@ class Runner:
         """Leave nothing running: record what ended, give back what did not."""
         if self._watcher is not None:
             self._watcher.stop()
+        if self.bridge is not None:
+            self.bridge.stop_listening()
         try:
             self._drain_finished()
             self._record_outcomes()
@@ -429,6 +447,36 @@ class Runner:
         for kind, payload in self._receive(0):
             if kind == "done":
                 self._collect(*payload)
+
+    # Commands from dashboards ------------------------------------------------------------------
+
+    def _on_command(self, message: dict[str, Any]) -> None:
+        command = message.get("command")
+        if command == "wake":
+            return  # a step follows every message; it claims what is due
+        active = self._active.get(message.get("run"))
+        if active is None:
+            self._reply(
+                message, {"type": "command.failed", "error": "that run is not running on this runner"}
+            )
+        elif command == "cancel":
+            self._cancel(active, message.get("by", ""))
+        elif command == "stack":
+            self._reply(message, {"type": "thread.stack", "run": active.run.pk, "thread": active.thread.name,
+                                  "stack": active.stack(), "at": time.time()})  # fmt: skip
+
+    def _cancel(self, active: ActiveRun, by: str) -> None:
+        """Ask the task to stop; interrupt it if it has not ended after CANCEL_GRACE seconds."""
+        if active.context.cancelled:
+            return
+        active.context.request_stop(cancel=True)
+        active.cancel_deadline = time.monotonic() + self.settings.CANCEL_GRACE
+        logger.info("Run %s of %s cancelled by %s", active.run.pk, active.task.name, by or "someone")
+        self._publish(events.RUN_CANCEL_REQUESTED, **self._describe(active.task, active.run), by=by)
+
+    def _reply(self, message: dict[str, Any], reply: dict[str, Any]) -> None:
+        if self.bridge is not None and message.get("reply_to"):
+            self.bridge.send(message["reply_to"], {**reply, "request": message.get("request")})
 
     # Events -----------------------------------------------------------------------------------
 

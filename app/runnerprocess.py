@@ -60,6 +60,9 @@ class RunnerProcess(models.Model):
     started_at = models.DateTimeField(default=timezone.now)
     heartbeat_at = models.DateTimeField(default=timezone.now)
     stopped_at = models.DateTimeField(null=True, blank=True)
+    threads_state = models.JSONField(
+        default=list, blank=True, help_text="Its task threads at the last heartbeat."
+    )
 
     objects = RunnerQuerySet.as_manager()
 
@@ -113,10 +116,10 @@ class RunnerProcess(models.Model):
                 "heartbeat in the last minute; choose another --worker-id"
             )
 
-    def heartbeat(self, busy: int) -> bool:
+    def heartbeat(self, threads_state: list[dict]) -> bool:
         """Record that this runner lives; False when others had already presumed it dead."""
         alive = RunnerProcess.objects.filter(pk=self.pk, state__in=LIVE_STATES).update(
-            heartbeat_at=timezone.now(), busy=busy
+            heartbeat_at=timezone.now(), busy=len(threads_state), threads_state=threads_state
         )
         return alive == 1
 

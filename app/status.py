@@ -18,6 +18,7 @@ class RunStatus(models.TextChoices):
     FAILED = "failed", "Failed"
     TIMED_OUT = "timed_out", "Timed out"
     INTERRUPTED = "interrupted", "Interrupted"
+    CANCELLED = "cancelled", "Cancelled"
 
 
 class RunnerState(models.TextChoices):
@@ -32,4 +33,5 @@ TASK_STATUS_AFTER_RUN = {
     RunStatus.FINISHED: TaskStatus.FINISHED,
     RunStatus.FAILED: TaskStatus.FAILED,
     RunStatus.TIMED_OUT: TaskStatus.TIMED_OUT,
+    RunStatus.CANCELLED: TaskStatus.STOPPED,
 }

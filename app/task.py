@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.db.models import F, Min, Q
+from django.db.models import Case, F, Min, Q, Value, When
 from django.db.models.query_utils import DeferredAttribute
 from django.utils import timezone
 
@@ -20,6 +20,10 @@ from app.status import TASK_STATUS_AFTER_RUN, RunStatus, TaskStatus
 
 #: Longest interval, delay or time limit accepted: 100 years (dates beyond that overflow).
 MAX_SECONDS = 100 * 365.25 * 24 * 3600
+
+
+class TaskActionError(Exception):
+    """An action that does not apply to the task as it is now; the message says why."""
 
 
 class FuncAttribute(DeferredAttribute):
@@ -40,13 +44,13 @@ class TaskQuerySet(models.QuerySet):
         return self.filter(status=TaskStatus.WAITING)
 
     def due(self, now: datetime | None = None) -> "TaskQuerySet":
-        return self.waiting().filter(next_run__lte=now or timezone.now())
+        return self.waiting().filter(next_run__lte=now or timezone.now(), paused=False)
 
     def running(self) -> "TaskQuerySet":
         return self.filter(status=TaskStatus.RUNNING)
 
     def next_due_at(self) -> datetime | None:
-        return self.waiting().aggregate(at=Min("next_run"))["at"]
+        return self.waiting().filter(paused=False).aggregate(at=Min("next_run"))["at"]
 
     def claim(self, runner: Any, limit: int) -> list[tuple["Task", Any]]:
         """Claim up to ``limit`` due tasks for ``runner``; returns (task, run) pairs.
@@ -149,6 +153,7 @@ class Task(models.Model):
         default=False, help_text="Needs exclusive database access: one such task at a time."
     )
     use_pdb = models.BooleanField(default=False, help_text="Open pdb on failure (terminal only).")
+    paused = models.BooleanField(default=False, help_text="A paused task is not started until resumed.")
 
     status = models.CharField(max_length=20, choices=TaskStatus.choices, default=TaskStatus.WAITING)
     next_run = models.DateTimeField(null=True, blank=True)
@@ -262,9 +267,47 @@ class Task(models.Model):
         """How this (claimed) task changes after a run that ended with ``status``."""
         if status == RunStatus.INTERRUPTED:
             return {"status": TaskStatus.WAITING, "next_run": now}
-        if self.loop:
-            return {"status": TaskStatus.WAITING, "next_run": self.next_loop_run(now)}
-        return {"status": TASK_STATUS_AFTER_RUN[status]}
+        one_off = TASK_STATUS_AFTER_RUN[status]
+        if not self.loop:
+            return {"status": one_off}
+        # The UPDATE reads the loop flag itself: "stop looping" may have cleared it during the run.
+        return {
+            "status": Case(When(loop=True, then=Value(TaskStatus.WAITING)), default=Value(one_off)),
+            "next_run": Case(When(loop=True, then=Value(self.next_loop_run(now))), default=F("next_run")),
+        }
+
+    # Actions (dashboard, admin): each says what it did, or raises TaskActionError saying why not.
+
+    def request_run_now(self) -> str:
+        """Make the task due now (and no longer paused)."""
+        now = timezone.now()
+        started = (
+            Task.objects.filter(pk=self.pk)
+            .exclude(status=TaskStatus.RUNNING)
+            .update(status=TaskStatus.WAITING, next_run=now, paused=False, updated_at=now)
+        )
+        if not started:
+            raise TaskActionError(f"{self.name} is running now; it will not be started twice")
+        return f"{self.name} queued to run now"
+
+    def stop_looping(self) -> str:
+        """Run no more after the current run (a waiting looping task becomes stopped)."""
+        now = timezone.now()
+        with transaction.atomic():
+            looping = Task.objects.filter(pk=self.pk, loop=True)
+            looping.filter(status=TaskStatus.WAITING).update(status=TaskStatus.STOPPED)
+            if not looping.update(loop=False, updated_at=now):
+                raise TaskActionError(f"{self.name} is not looping")
+        return f"{self.name} will not run again"
+
+    def set_paused(self, paused: bool) -> str:
+        """Pause (not started again until resumed; a running run goes on) or resume."""
+        changed = Task.objects.filter(pk=self.pk, paused=not paused).update(
+            paused=paused, updated_at=timezone.now()
+        )
+        if not changed:
+            raise TaskActionError(f"{self.name} is already {'paused' if paused else 'not paused'}")
+        return f"{self.name} {'paused' if paused else 'resumed'}"
 
     def next_loop_run(self, now: datetime) -> datetime:
         """The previous scheduled time + interval (no drift); after an overrun, now."""

@@ -23,6 +23,8 @@ class Outcome:
     log: str = ""
     thread_name: str = ""
     thread_ident: int | None = None
+    progress: float | None = None
+    progress_message: str = ""
 
     @property
     def duration(self) -> float:
@@ -55,6 +57,8 @@ class TaskRun(models.Model):
     output = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     log = models.TextField(blank=True, default="", help_text="What the run printed and logged.")
+    progress = models.FloatField(null=True, blank=True, help_text="Last reported progress, 0 to 1.")
+    progress_message = models.CharField(max_length=200, blank=True, default="")
 
     objects = TaskRunQuerySet.as_manager()
 
@@ -91,6 +95,8 @@ class TaskRun(models.Model):
             log=outcome.log,
             thread_name=outcome.thread_name,
             thread_ident=outcome.thread_ident,
+            progress=outcome.progress,
+            progress_message=outcome.progress_message,
         )
         if not closed:
             return False

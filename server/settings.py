@@ -145,7 +145,7 @@ LOGGING = {
 # Conductor's own settings; app/conf.py documents each one and its default. Any of them can also
 # come from the environment as CONDUCTOR_<NAME> (TASK_MODULES comma-separated; numbers as numbers).
 CONDUCTOR_ENV_NUMBERS = ("THREADS", "POLL", "HEARTBEAT", "HEARTBEAT_TIMEOUT", "GRACE",
-                         "INTERRUPT_WAIT", "LOG_LIMIT", "EVENT_QUEUE_SIZE")  # fmt: skip
+                         "INTERRUPT_WAIT", "CANCEL_GRACE", "LOG_LIMIT", "EVENT_QUEUE_SIZE")  # fmt: skip
 
 
 def conductor_from_env() -> dict:

@@ -628,14 +628,39 @@ def test_interrupted_run_makes_the_task_due_again_now(loop):
     }
 
 
+def _claim_and_finish(task: Task, status: str, between=None) -> Task:
+    from app.task import _claim
+    from app.taskrun import Outcome
+
+    [(claimed, run)] = _claim([(task.pk, task.db_use, task.fence)], runner=None, from_status=None)
+    if between:
+        between(claimed)
+    assert run.finish(Outcome(status, T0.timestamp(), T0.timestamp() + 1))
+    return Task.objects.get(pk=task.pk)
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("status", [RunStatus.FINISHED, RunStatus.FAILED, RunStatus.TIMED_OUT])
 def test_looping_task_waits_for_its_next_loop_run(status):
-    task = Task(func=ADD, loop=True, interval=60, next_run=T0)
+    task = Task(func=ADD, args_in={"a": 1}, loop=True, interval=3600)
+    task.save()
+    scheduled = task.next_run
 
-    assert task.fields_after_run(status, T0 + timedelta(seconds=5)) == {
-        "status": TaskStatus.WAITING,
-        "next_run": T0 + timedelta(seconds=60),
-    }
+    after = _claim_and_finish(task, status)
+
+    assert after.status == TaskStatus.WAITING
+    assert after.next_run == scheduled + timedelta(seconds=3600)
+
+
+@pytest.mark.django_db
+def test_stop_looping_during_a_run_ends_the_task_after_it():
+    task = Task(func=ADD, args_in={"a": 1}, loop=True, interval=3600)
+    task.save()
+
+    after = _claim_and_finish(task, RunStatus.FINISHED, between=lambda claimed: claimed.stop_looping())
+
+    assert after.status == TaskStatus.FINISHED
+    assert not after.loop
 
 
 def test_next_loop_run_does_not_drift():

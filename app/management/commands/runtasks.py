@@ -6,8 +6,12 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from app import conf
+from app import conf, serve
+from app.bridge import ChannelBridge, layer_reaches_other_processes
 from app.runner import Runner, RunnerOptions
+
+logger = logging.getLogger("conductor.runner")
+DEFAULT_ADDRESS = "127.0.0.1:8000"
 
 VERBOSITY_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
 
@@ -57,21 +61,52 @@ class Command(BaseCommand):
             default=str(defaults.GRACE),
             help="Seconds running tasks get to finish after a stop signal.",
         )
+        parser.add_argument(
+            "--serve",
+            nargs="?",
+            const=DEFAULT_ADDRESS,
+            metavar="ADDR:PORT",
+            help=f"Also serve the dashboard and admin from this process (default {DEFAULT_ADDRESS}).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         runner_options = self._runner_options(options)
+        address = self._address(options["serve"])
         logging.getLogger("conductor").setLevel(VERBOSITY_LEVELS[options["verbosity"]])
-        try:
-            runner = Runner(runner_options)
-        except RuntimeError as exc:
-            raise CommandError(str(exc)) from exc
+        bridge = self._bridge(address)
+        runner = Runner(runner_options, bridge=bridge)
         self._install_signal_handlers(runner)
         try:
             code = runner.run()
         except RuntimeError as exc:
             raise CommandError(str(exc)) from exc
+        finally:
+            if bridge is not None:
+                bridge.stop()
         if code:
             raise SystemExit(code)
+
+    def _address(self, text: str | None) -> tuple[str, int] | None:
+        if text is None:
+            return None
+        try:
+            return serve.parse_address(text)
+        except ValueError as exc:
+            raise CommandError(f"--serve: {exc}") from exc
+
+    def _bridge(self, address: tuple[str, int] | None) -> ChannelBridge | None:
+        """Where live state goes: the served dashboard, other processes through Redis, or nowhere."""
+        if address is not None:
+            loop = serve.start_server(*address)
+            self.stdout.write(f"Dashboard: http://{address[0]}:{address[1]}/dashboard/")
+            return ChannelBridge(loop=loop).start()
+        if layer_reaches_other_processes():
+            return ChannelBridge().start()
+        logger.warning(
+            "Live state stays in this process: the in-memory channel layer cannot reach a web server "
+            "elsewhere, so dashboards will not update live. Use runtasks --serve, or set REDIS_URL."
+        )
+        return None
 
     def _runner_options(self, options: dict[str, Any]) -> RunnerOptions:
         poll = seconds(options["poll"], "--poll")

@@ -1,0 +1,163 @@
+"""The channel-layer end of the live-state seam.
+
+One ``ChannelBridge`` per process runs on one long-lived event loop (its own thread, or the web server's
+loop when the runner serves the dashboard itself): channels-redis ties its connections to a loop, so a
+fresh loop per message would open fresh connections each time. Events from ``app.events`` are batched
+(bursts become one group message) and sent to every dashboard; results go to the ``conn`` that asked for
+them; commands for the runner arrive on its own channel.
+"""
+
+import asyncio
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+from app import events
+
+logger = logging.getLogger("conductor.bridge")
+
+DASHBOARD_GROUP = "conductor.dashboard"
+RUNNERS_GROUP = "conductor.runners"
+#: Most events in one group message, and most characters of one event's text fields: channel
+#: layers cap a message at 1 MB.
+BATCH_SIZE = 50
+TEXT_LIMIT = 4000
+QUEUE_SIZE = 10000
+#: Group memberships expire in channels-redis (a day by default); renew them well before.
+GROUP_RENEWAL = 3600
+
+
+def runner_group(worker_id: str) -> str:
+    """A valid group name (ASCII, < 100 characters) for any worker id."""
+    return "conductor.runner." + hashlib.sha1(worker_id.encode()).hexdigest()[:24]
+
+
+def layer_reaches_other_processes(layer: Any = None) -> bool:
+    layer = layer or get_channel_layer()
+    return layer is not None and not isinstance(layer, InMemoryChannelLayer)
+
+
+def shorten(value: Any, limit: int = TEXT_LIMIT) -> Any:
+    """Keep a JSON value if small, else a cut-down text of it (live messages must stay small)."""
+    if isinstance(value, str):
+        return value if len(value) <= limit else value[: limit - 20] + " ...[cut]"
+    text = json.dumps(value, default=str)
+    return value if len(text) <= limit else text[: limit - 20] + " ...[cut]"
+
+
+class ChannelBridge:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None, layer: Any = None) -> None:
+        self.layer = layer or get_channel_layer()
+        self._own_loop = loop is None
+        self.loop = loop or asyncio.new_event_loop()
+        self._queue: asyncio.Queue[dict] = asyncio.Queue(QUEUE_SIZE)  # binds to a loop on first use
+        self._tasks: list[asyncio.Future] = []
+        self._listener: Any = None
+        self._thread: threading.Thread | None = None
+        self.dropped = 0
+
+    def start(self) -> "ChannelBridge":
+        if self._own_loop:
+            self._thread = threading.Thread(
+                target=self.loop.run_forever, name="conductor-bridge", daemon=True
+            )
+            self._thread.start()
+        self._tasks.append(self._submit(self._send_batches()))
+        events.publisher.subscribe(self.sink)
+        return self
+
+    def stop(self) -> None:
+        events.publisher.unsubscribe(self.sink)
+        events.publisher.flush(timeout=2)
+        self._submit(self._drain()).result(timeout=5)
+        for task in self._tasks:
+            self.loop.call_soon_threadsafe(task.cancel)
+        if self._own_loop:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=5)
+
+    # From any thread --------------------------------------------------------------------------
+
+    def sink(self, event: dict) -> None:
+        """An events sink: hands the event to the loop without waiting."""
+        self.loop.call_soon_threadsafe(self._enqueue, event)
+
+    def send(self, channel: str, message: dict) -> None:
+        self._submit(self._guarded(self.layer.send(channel, message)))
+
+    def listen(self, groups: list[str], on_message: Callable[[dict], None]) -> None:
+        """Receive messages sent to ``groups`` and hand each to ``on_message`` (on the loop)."""
+        self._listener = self._submit(self._receive(groups, on_message))
+
+    def stop_listening(self) -> None:
+        if self._listener is not None:
+            self.loop.call_soon_threadsafe(self._listener.cancel)
+            self._listener = None
+
+    def _submit(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    # On the loop ------------------------------------------------------------------------------
+
+    def _enqueue(self, event: dict) -> None:
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped += 1  # pages resync from the database; the runner must not wait
+
+    async def _send_batches(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < BATCH_SIZE and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._deliver(batch)
+
+    async def _drain(self) -> None:
+        while not self._queue.empty():
+            batch = [self._queue.get_nowait() for _ in range(min(BATCH_SIZE, self._queue.qsize()))]
+            await self._deliver(batch)
+
+    async def _deliver(self, batch: list[dict]) -> None:
+        for event in batch:
+            if event["type"] == events.TASK_RESULT and event.get("conn"):
+                await self._guarded(self.layer.send(event["conn"], {**event, "type": "task.result"}))
+        live = [
+            {key: shorten(value) for key, value in event.items()}
+            for event in batch
+            if event["type"] != events.TASK_RESULT  # for the asker only
+        ]
+        if not live:
+            return
+        await self._guarded(
+            self.layer.group_send(DASHBOARD_GROUP, {"type": "conductor.events", "events": live})
+        )
+
+    async def _receive(self, groups: list[str], on_message: Callable[[dict], None]) -> None:
+        channel = await self.layer.new_channel("conductor.runner.")
+        renew_at = 0.0
+        while True:
+            if self.loop.time() >= renew_at:
+                for group in groups:
+                    await self._guarded(self.layer.group_add(group, channel))
+                renew_at = self.loop.time() + GROUP_RENEWAL
+            try:
+                message = await asyncio.wait_for(self.layer.receive(channel), timeout=GROUP_RENEWAL)
+            except TimeoutError:
+                continue
+            except Exception:
+                logger.exception("Receiving runner commands failed; retrying in 1 s")
+                await asyncio.sleep(1)
+                renew_at = 0.0
+                continue
+            on_message(message)
+
+    async def _guarded(self, awaitable: Any) -> None:
+        try:
+            await awaitable
+        except Exception:
+            logger.exception("Channel layer call failed; live state may lag until pages resync")

@@ -1,0 +1,209 @@
+"""The dashboard's WebSocket: a snapshot from the database, then live events, and staff commands.
+
+Protocol (version 1) in docs/protocol.md. Handlers of channel-layer messages are named after their
+message types (``conductor.events`` -> ``conductor_events``); browser commands are in COMMANDS.
+"""
+
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.core.exceptions import ValidationError
+
+from app.bridge import DASHBOARD_GROUP, RUNNERS_GROUP, runner_group
+from app.snapshot import build_snapshot, task_state
+from app.task import Task, TaskActionError
+from app.taskrun import TaskRun
+
+logger = logging.getLogger("conductor.consumers")
+
+PROTOCOL = 1
+MAX_MESSAGE = 64 * 1024
+CLOSE_FORBIDDEN = 4003
+CREATE_FIELDS = {"func", "args_in", "name", "run_in", "kill_time", "loop", "interval", "db_use"}
+
+
+class CommandRefused(Exception):
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class DashboardConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        allowed = bool(user and user.is_authenticated and user.is_staff)
+        if allowed:
+            allowed = await database_sync_to_async(user.has_perm)("app.view_task")
+        await self.accept()  # accepted first, so that the close code reaches the page
+        if not allowed:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        await self.channel_layer.group_add(DASHBOARD_GROUP, self.channel_name)
+        await self.send_snapshot()
+
+    async def disconnect(self, code: int) -> None:
+        await self.channel_layer.group_discard(DASHBOARD_GROUP, self.channel_name)
+
+    async def send_snapshot(self) -> None:
+        await self.send_json(await database_sync_to_async(build_snapshot)(self.scope["user"]))
+
+    # From the browser -------------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            await self.send_error(None, "Send JSON text messages, not binary ones.")
+        elif len(text_data) > MAX_MESSAGE:
+            await self.send_error(
+                None, f"Message too large ({len(text_data)} characters; at most {MAX_MESSAGE})."
+            )
+        else:
+            try:
+                content = json.loads(text_data)
+            except ValueError as exc:
+                await self.send_error(None, f"Not JSON: {exc}.")
+                return
+            await self.receive_json(content)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if not isinstance(content, dict):
+            await self.send_error(None, 'A message must be a JSON object with a "type".')
+            return
+        request = content.get("id")
+        command = COMMANDS.get(content.get("type"))
+        if command is None:
+            known = ", ".join(sorted(COMMANDS))
+            await self.send_error(
+                request, f"Unknown type {content.get('type')!r}; known types: {known}.", "type"
+            )
+            return
+        permission, handler = command
+        if not await database_sync_to_async(self.scope["user"].has_perm)(permission):
+            await self.send_error(request, f"You need the {permission} permission for {content['type']}.")
+            return
+        try:
+            reply = await handler(self, content)
+        except CommandRefused as exc:
+            await self.send_error(request, str(exc), exc.field)
+            return
+        if reply is not None:
+            await self.send_json({"type": "reply", "id": request, "ok": True, **reply})
+
+    async def send_error(self, request: Any, message: str, field: str | None = None) -> None:
+        await self.send_json({"type": "error", "id": request, "error": message, "field": field})
+
+    # Commands ---------------------------------------------------------------------------------
+
+    async def cmd_snapshot(self, content: dict) -> None:
+        await self.send_snapshot()
+
+    async def cmd_ping(self, content: dict) -> dict:
+        return {"pong": True}
+
+    async def cmd_task_action(self, content: dict) -> dict:
+        action = content["type"]
+        task = await self._task(content)
+        try:
+            message = await database_sync_to_async(TASK_ACTIONS[action])(task)
+        except TaskActionError as exc:
+            raise CommandRefused(str(exc), "task") from exc
+        await self.announce_task(task.pk)
+        if action in ("run_now", "resume"):
+            await self.channel_layer.group_send(RUNNERS_GROUP, {"type": "runner.command", "command": "wake"})
+        return {"message": message}
+
+    async def cmd_create(self, content: dict) -> dict:
+        unknown = set(content) - CREATE_FIELDS - {"type", "id"}
+        if unknown:
+            raise CommandRefused(f"Unknown fields {sorted(unknown)}; a task takes {sorted(CREATE_FIELDS)}.")
+        fields = {key: content[key] for key in CREATE_FIELDS if key in content}
+        fields.setdefault("name", str(fields.get("func", "new_task")).rpartition(".")[2] or "new_task")
+        try:
+            task = await database_sync_to_async(_create_task)(fields, self.channel_name)
+        except ValidationError as exc:
+            field, messages = next(iter(exc.message_dict.items()))
+            raise CommandRefused(f"{field}: {' '.join(messages)}", field) from exc
+        except (TypeError, ValueError) as exc:
+            raise CommandRefused(str(exc)) from exc
+        await self.announce_task(task.pk)
+        await self.channel_layer.group_send(RUNNERS_GROUP, {"type": "runner.command", "command": "wake"})
+        return {"message": f"{task.name} created", "task": task_state(task)}
+
+    async def cmd_run_command(self, content: dict) -> dict:
+        """cancel and stack: handled by the runner that owns the run's thread."""
+        run = await self._running_run(content)
+        user = self.scope["user"].get_username()
+        message = {"type": "runner.command", "command": content["type"], "run": run.pk,
+                   "by": user, "reply_to": self.channel_name, "request": content.get("id")}  # fmt: skip
+        await self.channel_layer.group_send(runner_group(run.runner.worker_id), message)
+        if content["type"] == "stack":
+            return None  # the runner answers with the stack itself
+        return {"message": f"Cancel of run {run.pk} requested"}
+
+    async def _task(self, content: dict) -> Task:
+        task_pk = _whole_number(content, "task")
+        try:
+            return await Task.objects.aget(pk=task_pk)
+        except Task.DoesNotExist:
+            raise CommandRefused(f"There is no task {task_pk}.", "task") from None
+
+    async def _running_run(self, content: dict) -> TaskRun:
+        run_pk = _whole_number(content, "run")
+        run = await TaskRun.objects.select_related("runner").filter(pk=run_pk).afirst()
+        if run is None:
+            raise CommandRefused(f"There is no run {run_pk}.", "run")
+        if run.finished_at is not None or run.runner is None:
+            raise CommandRefused(f"Run {run_pk} is not running on a runner.", "run")
+        return run
+
+    async def announce_task(self, task_pk: int) -> None:
+        """Tell every dashboard how the task is now (read back from the database)."""
+        task = await Task.objects.aget(pk=task_pk)
+        event = {"type": "task.changed", "task": task.pk, "state": task_state(task)}
+        await self.channel_layer.group_send(DASHBOARD_GROUP, {"type": "conductor.events", "events": [event]})
+
+    # From the channel layer -------------------------------------------------------------------
+
+    async def conductor_events(self, message: dict) -> None:
+        await self.send_json({"type": "events", "events": message["events"]})
+
+    async def task_result(self, message: dict) -> None:
+        await self.send_json({**message, "type": "task.result"})
+
+    async def thread_stack(self, message: dict) -> None:
+        await self.send_json({**message, "type": "stack", "id": message.get("request")})
+
+    async def command_failed(self, message: dict) -> None:
+        await self.send_error(message.get("request"), message["error"], "run")
+
+
+def _whole_number(content: dict, field: str) -> int:
+    value = content.get(field)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CommandRefused(f"{field!r} must be a whole number (an id), got {value!r}.", field)
+    return value
+
+
+def _create_task(fields: dict, conn: str) -> Task:
+    task = Task(conn=conn, **fields)
+    task.save()
+    return task
+
+
+TASK_ACTIONS = {
+    "run_now": Task.request_run_now,
+    "stop_loop": Task.stop_looping,
+    "pause": lambda task: task.set_paused(True),
+    "resume": lambda task: task.set_paused(False),
+}
+
+COMMANDS = {
+    "snapshot": ("app.view_task", DashboardConsumer.cmd_snapshot),
+    "ping": ("app.view_task", DashboardConsumer.cmd_ping),
+    "stack": ("app.view_task", DashboardConsumer.cmd_run_command),
+    "cancel": ("app.change_task", DashboardConsumer.cmd_run_command),
+    "create": ("app.add_task", DashboardConsumer.cmd_create),
+    **{action: ("app.change_task", DashboardConsumer.cmd_task_action) for action in TASK_ACTIONS},
+}
