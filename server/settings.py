@@ -100,7 +100,8 @@ if redis_url := os.environ.get("REDIS_URL"):
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [redis_url]},
+            # A prefix of its own lets several Conductors (or test runs) share one Redis.
+            "CONFIG": {"hosts": [redis_url], "prefix": os.environ.get("CHANNELS_PREFIX", "conductor")},
         }
     }
 else:
