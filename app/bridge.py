@@ -72,14 +72,28 @@ class ChannelBridge:
         return self
 
     def stop(self) -> None:
-        events.publisher.unsubscribe(self.sink)
+        """Deliver what is queued, then stop. From the bridge's own loop, ``await aclose()`` instead."""
+        if self._on_own_loop():
+            raise RuntimeError("ChannelBridge.stop() would block its own loop; use `await bridge.aclose()`")
         events.publisher.flush(timeout=2)
-        self._submit(self._drain()).result(timeout=5)
-        for task in self._tasks:
-            self.loop.call_soon_threadsafe(task.cancel)
+        self._submit(self.aclose()).result(timeout=5)
         if self._own_loop:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=5)
+
+    async def aclose(self) -> None:
+        events.publisher.unsubscribe(self.sink)
+        await self._drain()
+        for task in [*self._tasks, self._listener]:
+            if task is not None:
+                task.cancel()
+        self._tasks, self._listener = [], None
+
+    def _on_own_loop(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            return False
 
     # From any thread --------------------------------------------------------------------------
 

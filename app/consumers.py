@@ -12,10 +12,10 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.exceptions import ValidationError
 
-from app.bridge import DASHBOARD_GROUP, RUNNERS_GROUP, runner_group
+from app import actions
+from app.bridge import DASHBOARD_GROUP
 from app.snapshot import build_snapshot, task_state
 from app.task import Task, TaskActionError
-from app.taskrun import TaskRun
 
 logger = logging.getLogger("conductor.consumers")
 
@@ -103,16 +103,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         return {"pong": True}
 
     async def cmd_task_action(self, content: dict) -> dict:
-        action = content["type"]
-        task = await self._task(content)
-        try:
-            message = await database_sync_to_async(TASK_ACTIONS[action])(task)
-        except TaskActionError as exc:
-            raise CommandRefused(str(exc), "task") from exc
-        await self.announce_task(task.pk)
-        if action in ("run_now", "resume"):
-            await self.channel_layer.group_send(RUNNERS_GROUP, {"type": "runner.command", "command": "wake"})
-        return {"message": message}
+        action = TASK_ACTIONS[content["type"]]
+        task_pk = _whole_number(content, "task")
+        return {"message": await self._act(_on_task, action, task_pk, field="task")}
 
     async def cmd_create(self, content: dict) -> dict:
         unknown = set(content) - CREATE_FIELDS - {"type", "id"}
@@ -121,48 +114,27 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         fields = {key: content[key] for key in CREATE_FIELDS if key in content}
         fields.setdefault("name", str(fields.get("func", "new_task")).rpartition(".")[2] or "new_task")
         try:
-            task = await database_sync_to_async(_create_task)(fields, self.channel_name)
+            task = await database_sync_to_async(actions.create)(fields, conn=self.channel_name)
         except ValidationError as exc:
             field, messages = next(iter(exc.message_dict.items()))
             raise CommandRefused(f"{field}: {' '.join(messages)}", field) from exc
         except (TypeError, ValueError) as exc:
             raise CommandRefused(str(exc)) from exc
-        await self.announce_task(task.pk)
-        await self.channel_layer.group_send(RUNNERS_GROUP, {"type": "runner.command", "command": "wake"})
         return {"message": f"{task.name} created", "task": task_state(task)}
 
-    async def cmd_run_command(self, content: dict) -> dict:
+    async def cmd_run_command(self, content: dict) -> dict | None:
         """cancel and stack: handled by the runner that owns the run's thread."""
-        run = await self._running_run(content)
-        user = self.scope["user"].get_username()
-        message = {"type": "runner.command", "command": content["type"], "run": run.pk,
-                   "by": user, "reply_to": self.channel_name, "request": content.get("id")}  # fmt: skip
-        await self.channel_layer.group_send(runner_group(run.runner.worker_id), message)
-        if content["type"] == "stack":
-            return None  # the runner answers with the stack itself
-        return {"message": f"Cancel of run {run.pk} requested"}
-
-    async def _task(self, content: dict) -> Task:
-        task_pk = _whole_number(content, "task")
-        try:
-            return await Task.objects.aget(pk=task_pk)
-        except Task.DoesNotExist:
-            raise CommandRefused(f"There is no task {task_pk}.", "task") from None
-
-    async def _running_run(self, content: dict) -> TaskRun:
+        action = actions.cancel if content["type"] == "cancel" else actions.request_stack
         run_pk = _whole_number(content, "run")
-        run = await TaskRun.objects.select_related("runner").filter(pk=run_pk).afirst()
-        if run is None:
-            raise CommandRefused(f"There is no run {run_pk}.", "run")
-        if run.finished_at is not None or run.runner is None:
-            raise CommandRefused(f"Run {run_pk} is not running on a runner.", "run")
-        return run
+        who = (self.scope["user"].get_username(), self.channel_name, content.get("id"))
+        message = await self._act(_on_run, action, run_pk, *who, field="run")
+        return {"message": message} if content["type"] == "cancel" else None  # stack: the runner answers
 
-    async def announce_task(self, task_pk: int) -> None:
-        """Tell every dashboard how the task is now (read back from the database)."""
-        task = await Task.objects.aget(pk=task_pk)
-        event = {"type": "task.changed", "task": task.pk, "state": task_state(task)}
-        await self.channel_layer.group_send(DASHBOARD_GROUP, {"type": "conductor.events", "events": [event]})
+    async def _act(self, function: Any, *args: Any, field: str) -> Any:
+        try:
+            return await database_sync_to_async(function)(*args)
+        except TaskActionError as exc:
+            raise CommandRefused(str(exc), field) from exc
 
     # From the channel layer -------------------------------------------------------------------
 
@@ -186,17 +158,23 @@ def _whole_number(content: dict, field: str) -> int:
     return value
 
 
-def _create_task(fields: dict, conn: str) -> Task:
-    task = Task(conn=conn, **fields)
-    task.save()
-    return task
+def _on_task(action: Any, task_pk: int) -> str:
+    try:
+        task = Task.objects.get(pk=task_pk)
+    except Task.DoesNotExist:
+        raise TaskActionError(f"There is no task {task_pk}.") from None
+    return action(task)
+
+
+def _on_run(action: Any, run_pk: int, *args: Any) -> Any:
+    return action(actions.running_run(run_pk), *args)
 
 
 TASK_ACTIONS = {
-    "run_now": Task.request_run_now,
-    "stop_loop": Task.stop_looping,
-    "pause": lambda task: task.set_paused(True),
-    "resume": lambda task: task.set_paused(False),
+    "run_now": actions.run_now,
+    "stop_loop": actions.stop_loop,
+    "pause": actions.pause,
+    "resume": actions.resume,
 }
 
 COMMANDS = {

@@ -1,0 +1,114 @@
+"""Staff actions on tasks and runs: one code path for the dashboard's commands and the admin's actions.
+
+Each action changes the database (the source of truth), then tells every open dashboard and wakes the
+runners through the channel layer, so a runner reacts the same way whoever asked. Actions that do not
+apply raise TaskActionError with the reason.
+"""
+
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from app.bridge import DASHBOARD_GROUP, RUNNERS_GROUP, runner_group
+from app.snapshot import task_state
+from app.task import Task, TaskActionError
+from app.taskrun import TaskRun
+
+logger = logging.getLogger("conductor.actions")
+
+__all__ = ["TaskActionError", "cancel", "create", "duplicate", "pause", "request_stack", "resume",
+           "run_now", "stop_loop"]  # fmt: skip
+
+
+def run_now(task: Task) -> str:
+    message = task.request_run_now()
+    _announce(task.pk, wake=True)
+    return message
+
+
+def stop_loop(task: Task) -> str:
+    message = task.stop_looping()
+    _announce(task.pk)
+    return message
+
+
+def pause(task: Task) -> str:
+    message = task.set_paused(True)
+    _announce(task.pk)
+    return message
+
+
+def resume(task: Task) -> str:
+    message = task.set_paused(False)
+    _announce(task.pk, wake=True)
+    return message
+
+
+def create(fields: dict[str, Any], conn: str | None = None) -> Task:
+    """A new task, validated like any other (ValidationError names the field)."""
+    task = Task(conn=conn, **fields)
+    task.save()
+    _announce(task.pk, wake=True)
+    return task
+
+
+def duplicate(task: Task) -> Task:
+    """A copy of the task's definition, waiting to run at once."""
+    copy = Task(
+        name=f"{task.name} (copy)"[:200],
+        func=task.func,
+        args_in=task.args_in,
+        loop=task.loop,
+        interval=task.interval,
+        kill_time=task.kill_time,
+        db_use=task.db_use,
+        use_pdb=task.use_pdb,
+    )
+    copy.save()
+    _announce(copy.pk, wake=True)
+    return copy
+
+
+def cancel(run: TaskRun, by: str, reply_to: str | None = None, request: Any = None) -> str:
+    _to_runner(run, "cancel", by, reply_to, request)
+    return f"Cancel of run {run.pk} ({run.task.name}) requested"
+
+
+def request_stack(run: TaskRun, by: str, reply_to: str, request: Any = None) -> None:
+    _to_runner(run, "stack", by, reply_to, request)
+
+
+def running_run(run_pk: int) -> TaskRun:
+    run = TaskRun.objects.select_related("runner", "task").filter(pk=run_pk).first()
+    if run is None:
+        raise TaskActionError(f"There is no run {run_pk}.")
+    if run.finished_at is not None or run.runner is None:
+        raise TaskActionError(f"Run {run_pk} is not running on a runner.")
+    return run
+
+
+def _to_runner(run: TaskRun, command: str, by: str, reply_to: str | None, request: Any) -> None:
+    message = {"type": "runner.command", "command": command, "run": run.pk, "by": by,
+               "reply_to": reply_to, "request": request}  # fmt: skip
+    _group_send(runner_group(run.runner.worker_id), message)
+
+
+def _announce(task_pk: int, wake: bool = False) -> None:
+    task = Task.objects.get(pk=task_pk)
+    event = {"type": "task.changed", "task": task.pk, "state": task_state(task)}
+    _group_send(DASHBOARD_GROUP, {"type": "conductor.events", "events": [event]})
+    if wake:
+        _group_send(RUNNERS_GROUP, {"type": "runner.command", "command": "wake"})
+
+
+def _group_send(group: str, message: dict[str, Any]) -> None:
+    """Send from sync code; inside a web request this runs on the server's own event loop."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, message)
+    except Exception:
+        logger.exception("Could not tell %s; open pages will catch up at their next snapshot", group)
