@@ -33,7 +33,7 @@ ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "app.adminsite.ConductorAdminConfig",  # Django's admin with Conductor's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

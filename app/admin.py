@@ -1,0 +1,239 @@
+"""Django admin for tasks, runs and runners.
+
+Actions on tasks go through app/actions.py, the same code path as the dashboard's commands, so runners
+react the same way and open dashboards update. Runs and runners are read-only records.
+"""
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from app import actions, conf, registry
+from app.lease import Lease
+from app.runnerprocess import LIVE_STATES, RunnerProcess
+from app.task import Task, TaskActionError
+from app.taskrun import TaskRun
+
+RECENT_RUNS_ON_TASK_PAGE = 20
+
+
+def function_choices() -> list[tuple[str, str]]:
+    return [("", "---------")] + [(path, path) for path in registry.names()]
+
+
+def functions_help() -> str:
+    """Each registered function with its signature and the first line of its docstring."""
+    rows = []
+    for path in registry.names():
+        func = registry.get(path)
+        doc = (inspect.getdoc(func) or "").partition("\n")[0]
+        rows.append((path, str(inspect.signature(func)), doc))
+    return format_html(
+        "Registered functions:<ul>{}</ul>",
+        format_html_join("", "<li><code>{}{}</code> {}</li>", rows),
+    )
+
+
+class TaskForm(forms.ModelForm):
+    func = forms.ChoiceField(choices=function_choices, label="Function")
+
+    class Meta:
+        model = Task
+        fields = ["name", "func", "args_in", "loop", "interval", "run_in", "kill_time", "db_use",
+                  "use_pdb", "paused", "next_run", "conn", "task_id"]  # fmt: skip
+        help_texts = {
+            "args_in": 'Keyword arguments as a JSON object, e.g. {"seconds": 5}. Leave empty for none.',
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["func"].help_text = functions_help()
+        if self.instance.pk and self.instance.func not in registry.names():
+            # Keep an unregistered path visible, so the error says what is wrong with it.
+            self.fields["func"].choices = [*function_choices(), (self.instance.func, self.instance.func)]
+
+
+def _run_link(run: TaskRun) -> str:
+    return reverse("admin:app_taskrun_change", args=[run.pk])
+
+
+@admin.register(Task)
+class TaskAdmin(admin.ModelAdmin):
+    form = TaskForm
+    list_display = ["name", "func", "status_shown", "next_run", "last_run", "last_status", "loop",
+                    "interval", "kill_time", "db_use"]  # fmt: skip
+    list_filter = ["status", "paused", "func", "loop", "db_use", "last_status", "runner"]
+    search_fields = ["name", "task_id", "func"]
+    date_hierarchy = "next_run"
+    ordering = ["-id"]
+    readonly_fields = ["status", "last_run", "last_status", "output_shown", "error_shown", "attempts",
+                       "runner", "created_at", "updated_at", "recent_runs"]  # fmt: skip
+    actions = ["run_now", "stop_loop", "pause", "resume", "cancel_running", "duplicate"]
+
+    def get_fields(self, request: HttpRequest, obj: Task | None = None) -> list[str]:
+        fields = [*self.form.Meta.fields, *self.readonly_fields]
+        if obj is None:
+            return [f for f in self.form.Meta.fields if f != "next_run"]
+        return [f for f in fields if f != "run_in"]  # run_in only sets the first run
+
+    @admin.display(description="status", ordering="status")
+    def status_shown(self, task: Task) -> str:
+        return f"{task.get_status_display()} (paused)" if task.paused else task.get_status_display()
+
+    @admin.display(description="output")
+    def output_shown(self, task: Task) -> str:
+        return format_html("<pre>{}</pre>", "" if task.output is None else repr(task.output))
+
+    @admin.display(description="error")
+    def error_shown(self, task: Task) -> str:
+        return format_html("<pre>{}</pre>", task.error)
+
+    @admin.display(description="recent runs")
+    def recent_runs(self, task: Task) -> str:
+        runs = task.runs.order_by("-started_at")[:RECENT_RUNS_ON_TASK_PAGE]
+        rows = [
+            (_run_link(r), r.pk, r.get_status_display(), r.started_at, _seconds(r.duration)) for r in runs
+        ]
+        if not rows:
+            return "No runs yet."
+        return format_html(
+            "<table><tr><th>run</th><th>status</th><th>started</th><th>duration</th></tr>{}</table>",
+            format_html_join(
+                "", '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>', rows
+            ),
+        )
+
+    # Actions: each reports what it did and what it could not do, and why.
+
+    def _apply(
+        self, request: HttpRequest, queryset: QuerySet, action: Callable[[Task], str], done: str
+    ) -> None:
+        succeeded, refused = 0, []
+        for task in queryset:
+            try:
+                action(task)
+                succeeded += 1
+            except TaskActionError as exc:
+                refused.append(str(exc))
+        report(request, self, succeeded, done, refused)
+
+    @admin.action(description="Run now", permissions=["change"])
+    def run_now(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._apply(request, queryset, actions.run_now, "queued to run now")
+
+    @admin.action(description="Stop looping", permissions=["change"])
+    def stop_loop(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._apply(request, queryset, actions.stop_loop, "will not run again")
+
+    @admin.action(description="Pause", permissions=["change"])
+    def pause(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._apply(request, queryset, actions.pause, "paused")
+
+    @admin.action(description="Resume", permissions=["change"])
+    def resume(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._apply(request, queryset, actions.resume, "resumed")
+
+    @admin.action(description="Cancel the running run", permissions=["change"])
+    def cancel_running(self, request: HttpRequest, queryset: QuerySet) -> None:
+        def cancel(task: Task) -> str:
+            run = task.runs.filter(finished_at__isnull=True, runner__isnull=False).first()
+            if run is None:
+                raise TaskActionError(f"{task.name} was not running")
+            return actions.cancel(run, by=request.user.get_username())
+
+        self._apply(request, queryset, cancel, "asked to cancel")
+
+    @admin.action(description="Duplicate", permissions=["add"])
+    def duplicate(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._apply(request, queryset, actions.duplicate, "duplicated")
+
+
+def report(
+    request: HttpRequest, model_admin: admin.ModelAdmin, succeeded: int, done: str, refused: list[str]
+) -> None:
+    """e.g. "3 tasks queued to run now; 1 not: clean up is running now; it will not be started twice"."""
+    noun = "task" if succeeded == 1 else "tasks"
+    text = f"{succeeded} {noun} {done}"
+    if refused:
+        text += f"; {len(refused)} not: " + "; ".join(refused)
+    level = messages.SUCCESS if not refused else messages.WARNING if succeeded else messages.ERROR
+    model_admin.message_user(request, text, level)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records written by runners: staff look, nobody edits."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(TaskRun)
+class TaskRunAdmin(ReadOnlyAdmin):
+    list_display = ["id", "task", "status", "started_at", "duration_shown", "runner", "thread_name"]
+    list_filter = ["status", "runner", "task"]
+    search_fields = ["task__name", "task__task_id", "thread_name", "error"]
+    date_hierarchy = "started_at"
+    ordering = ["-started_at"]
+    list_select_related = ["task", "runner"]
+    fields = ["task", "runner", "status", "attempt", "fence", "scheduled_for", "started_at", "finished_at",
+              "duration_shown", "thread_name", "thread_ident", "progress", "progress_message",
+              "output_shown", "error_shown", "log_shown"]  # fmt: skip
+    readonly_fields = fields
+
+    @admin.display(description="duration", ordering="duration")
+    def duration_shown(self, run: TaskRun) -> str:
+        return _seconds(run.duration)
+
+    @admin.display(description="output")
+    def output_shown(self, run: TaskRun) -> str:
+        return format_html("<pre>{}</pre>", "" if run.output is None else repr(run.output))
+
+    @admin.display(description="traceback")
+    def error_shown(self, run: TaskRun) -> str:
+        return format_html("<pre>{}</pre>", run.error)
+
+    @admin.display(description="printed and logged")
+    def log_shown(self, run: TaskRun) -> str:
+        return format_html("<pre>{}</pre>", run.log)
+
+
+@admin.register(RunnerProcess)
+class RunnerProcessAdmin(ReadOnlyAdmin):
+    list_display = ["worker_id", "host", "pid", "state", "started_at", "heartbeat_shown", "threads_shown"]
+    list_filter = ["state", "host"]
+    search_fields = ["worker_id", "host"]
+    ordering = ["-heartbeat_at"]
+    fields = ["worker_id", "host", "pid", "state", "threads", "busy", "started_at", "heartbeat_at",
+              "stopped_at", "threads_state"]  # fmt: skip
+    readonly_fields = fields
+
+    @admin.display(description="heartbeat age", ordering="heartbeat_at")
+    def heartbeat_shown(self, runner: RunnerProcess) -> str:
+        age = (timezone.now() - runner.heartbeat_at).total_seconds()
+        if runner.state in LIVE_STATES and age > conf.get().HEARTBEAT_TIMEOUT:
+            return format_html('<strong style="color: #ba2121">{} s (stale)</strong>', round(age))
+        return f"{round(age)} s"
+
+    @admin.display(description="threads busy/total")
+    def threads_shown(self, runner: RunnerProcess) -> str:
+        return f"{runner.busy}/{runner.threads}"
+
+
+@admin.register(Lease)
+class LeaseAdmin(ReadOnlyAdmin):
+    list_display = ["name", "task", "runner", "acquired_at"]
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f} s"
