@@ -90,11 +90,11 @@ class TaskAdmin(admin.ModelAdmin):
 
     @admin.display(description="output")
     def output_shown(self, task: Task) -> str:
-        return format_html("<pre>{}</pre>", "" if task.output is None else repr(task.output))
+        return pre(task.output)
 
     @admin.display(description="error")
     def error_shown(self, task: Task) -> str:
-        return format_html("<pre>{}</pre>", task.error)
+        return pre(task.error)
 
     @admin.display(description="recent runs")
     def recent_runs(self, task: Task) -> str:
@@ -197,15 +197,15 @@ class TaskRunAdmin(ReadOnlyAdmin):
 
     @admin.display(description="output")
     def output_shown(self, run: TaskRun) -> str:
-        return format_html("<pre>{}</pre>", "" if run.output is None else repr(run.output))
+        return pre(run.output)
 
     @admin.display(description="traceback")
     def error_shown(self, run: TaskRun) -> str:
-        return format_html("<pre>{}</pre>", run.error)
+        return pre(run.error)
 
     @admin.display(description="printed and logged")
     def log_shown(self, run: TaskRun) -> str:
-        return format_html("<pre>{}</pre>", run.log)
+        return pre(run.log)
 
 
 @admin.register(RunnerProcess)
@@ -233,6 +233,12 @@ class RunnerProcessAdmin(ReadOnlyAdmin):
 @admin.register(Lease)
 class LeaseAdmin(ReadOnlyAdmin):
     list_display = ["name", "task", "runner", "acquired_at"]
+
+
+def pre(value: Any) -> str:
+    """Text (or a value's repr) as preformatted, escaped HTML: tracebacks and logs keep their lines."""
+    text = value if isinstance(value, str) else "" if value is None else repr(value)
+    return format_html("<pre>{}</pre>", text)
 
 
 def _seconds(value: float | None) -> str:
