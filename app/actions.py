@@ -10,6 +10,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.core.exceptions import ValidationError
 
 from app.bridge import DASHBOARD_GROUP, RUNNERS_GROUP, runner_group
 from app.snapshot import task_state
@@ -18,31 +19,31 @@ from app.taskrun import TaskRun
 
 logger = logging.getLogger("conductor.actions")
 
-__all__ = ["TaskActionError", "cancel", "create", "duplicate", "pause", "request_stack", "resume",
-           "run_now", "stop_loop"]  # fmt: skip
+__all__ = ["TaskActionError", "announce", "announce_deleted", "cancel", "create", "duplicate", "pause",
+           "request_stack", "resume", "run_now", "stop_loop"]  # fmt: skip
 
 
 def run_now(task: Task) -> str:
     message = task.request_run_now()
-    _announce(task.pk, wake=True)
+    announce(task.pk, wake=True)
     return message
 
 
 def stop_loop(task: Task) -> str:
     message = task.stop_looping()
-    _announce(task.pk)
+    announce(task.pk)
     return message
 
 
 def pause(task: Task) -> str:
     message = task.set_paused(True)
-    _announce(task.pk)
+    announce(task.pk)
     return message
 
 
 def resume(task: Task) -> str:
     message = task.set_paused(False)
-    _announce(task.pk, wake=True)
+    announce(task.pk, wake=True)
     return message
 
 
@@ -50,7 +51,7 @@ def create(fields: dict[str, Any], conn: str | None = None) -> Task:
     """A new task, validated like any other (ValidationError names the field)."""
     task = Task(conn=conn, **fields)
     task.save()
-    _announce(task.pk, wake=True)
+    announce(task.pk, wake=True)
     return task
 
 
@@ -66,8 +67,12 @@ def duplicate(task: Task) -> Task:
         db_use=task.db_use,
         use_pdb=task.use_pdb,
     )
-    copy.save()
-    _announce(copy.pk, wake=True)
+    try:
+        copy.save()
+    except ValidationError as exc:
+        problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items())
+        raise TaskActionError(f"{task.name} cannot be copied: {problems}") from exc
+    announce(copy.pk, wake=True)
     return copy
 
 
@@ -95,12 +100,18 @@ def _to_runner(run: TaskRun, command: str, by: str, reply_to: str | None, reques
     _group_send(runner_group(run.runner.worker_id), message)
 
 
-def _announce(task_pk: int, wake: bool = False) -> None:
+def announce(task_pk: int, wake: bool = False) -> None:
+    """Tell every open dashboard how the task is now; with wake, make runners look at once."""
     task = Task.objects.get(pk=task_pk)
     event = {"type": "task.changed", "task": task.pk, "state": task_state(task)}
     _group_send(DASHBOARD_GROUP, {"type": "conductor.events", "events": [event]})
     if wake:
         _group_send(RUNNERS_GROUP, {"type": "runner.command", "command": "wake"})
+
+
+def announce_deleted(task_pk: int) -> None:
+    event = {"type": "task.deleted", "task": task_pk}
+    _group_send(DASHBOARD_GROUP, {"type": "conductor.events", "events": [event]})
 
 
 def _group_send(group: str, message: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ react the same way and open dashboards update. Runs and runners are read-only re
 """
 
 import inspect
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -60,6 +61,16 @@ class TaskForm(forms.ModelForm):
             # Keep an unregistered path visible, so the error says what is wrong with it.
             self.fields["func"].choices = [*function_choices(), (self.instance.func, self.instance.func)]
 
+    def _update_errors(self, errors: Any) -> None:
+        """Model errors on a field the form already rejected would only repeat or mislead."""
+        if hasattr(errors, "error_dict"):
+            for field in list(errors.error_dict):
+                if field in self._errors:
+                    del errors.error_dict[field]
+            if not errors.error_dict:
+                return
+        super()._update_errors(errors)
+
 
 def _run_link(run: TaskRun) -> str:
     return reverse("admin:app_taskrun_change", args=[run.pk])
@@ -77,6 +88,21 @@ class TaskAdmin(admin.ModelAdmin):
     readonly_fields = ["status", "last_run", "last_status", "output_shown", "error_shown", "attempts",
                        "runner", "created_at", "updated_at", "recent_runs"]  # fmt: skip
     actions = ["run_now", "stop_loop", "pause", "resume", "cancel_running", "duplicate"]
+
+    def save_model(self, request: HttpRequest, obj: Task, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        actions.announce(obj.pk, wake=True)  # open dashboards and idle runners hear of it at once
+
+    def delete_model(self, request: HttpRequest, obj: Task) -> None:
+        pk = obj.pk
+        super().delete_model(request, obj)
+        actions.announce_deleted(pk)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        pks = list(queryset.values_list("pk", flat=True))
+        super().delete_queryset(request, queryset)
+        for pk in pks:
+            actions.announce_deleted(pk)
 
     def get_fields(self, request: HttpRequest, obj: Task | None = None) -> list[str]:
         fields = [*self.form.Meta.fields, *self.readonly_fields]
@@ -169,12 +195,15 @@ def report(
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records written by runners: staff look, nobody edits."""
+    """Records written by runners: staff look, nobody edits or deletes (prunetaskruns trims runs)."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -236,8 +265,8 @@ class LeaseAdmin(ReadOnlyAdmin):
 
 
 def pre(value: Any) -> str:
-    """Text (or a value's repr) as preformatted, escaped HTML: tracebacks and logs keep their lines."""
-    text = value if isinstance(value, str) else "" if value is None else repr(value)
+    """Text (or a JSON value) as preformatted, escaped HTML: tracebacks and logs keep their lines."""
+    text = value if isinstance(value, str) else "" if value is None else json.dumps(value, indent=2)
     return format_html("<pre>{}</pre>", text)
 
 

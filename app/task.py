@@ -188,10 +188,9 @@ class Task(models.Model):
         """Validate (on full saves) and save; a new task gets its task_id and first next_run."""
         if kwargs.get("update_fields") is None:
             self.full_clean(exclude=["task_id", "next_run"], validate_unique=False)
-        if self._state.adding:
-            self.task_id = self.task_id or uuid.uuid4().hex
-            if self.next_run is None:
-                self.next_run = timezone.now() + timedelta(seconds=self.run_in or 0)
+        self.task_id = self.task_id or uuid.uuid4().hex
+        if self.next_run is None:  # a new task, or one whose next run was cleared: due after run_in
+            self.next_run = timezone.now() + timedelta(seconds=self.run_in or 0)
         super().save(*args, **kwargs)
 
     def clean(self) -> None:

@@ -20,7 +20,7 @@ def days(text: str) -> float:
     except ValueError:
         raise CommandError(f"--older-than takes a number of days, got {text!r}") from None
     if not 0 < value < 36500:
-        raise CommandError(f"--older-than takes a number of days above 0, got {text!r}")
+        raise CommandError(f"--older-than takes a number of days above 0 and under 36500, got {text!r}")
     return value
 
 
