@@ -46,8 +46,19 @@ def shorten(value: Any, limit: int = TEXT_LIMIT) -> Any:
     """Keep a JSON value if small, else a cut-down text of it (live messages must stay small)."""
     if isinstance(value, str):
         return value if len(value) <= limit else value[: limit - 20] + " ...[cut]"
-    text = json.dumps(value, default=str)
+    text = json.dumps(value, default=str, ensure_ascii=False)
     return value if len(text) <= limit else text[: limit - 20] + " ...[cut]"
+
+
+def shorten_event(event: dict) -> dict:
+    """Each field of an event cut to size; the task and run states stay objects, their fields cut."""
+    return {
+        key: {k: shorten(v) for k, v in value.items()} if key in STATE_FIELDS else shorten(value)
+        for key, value in event.items()
+    }
+
+
+STATE_FIELDS = ("state", "run_state")
 
 
 class ChannelBridge:
@@ -141,7 +152,7 @@ class ChannelBridge:
             if event["type"] == events.TASK_RESULT and event.get("conn"):
                 await self._guarded(self.layer.send(event["conn"], {**event, "type": "task.result"}))
         live = [
-            {key: shorten(value) for key, value in event.items()}
+            shorten_event(event)
             for event in batch
             if event["type"] != events.TASK_RESULT  # for the asker only
         ]

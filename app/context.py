@@ -31,7 +31,8 @@ CONTEXT_PARAMETER = "context"
 
 
 class TaskContext:
-    def __init__(self, task: Any, run_id: int | None, attempt: int = 1) -> None:
+    def __init__(self, task: Any, run_id: int | None, attempt: int = 1, runner: str | None = None) -> None:
+        self.runner = runner  # the worker id of the runner running it, if any
         self.task_pk = task.pk
         self.task_id = task.task_id
         self.task_name = task.name
@@ -69,6 +70,7 @@ class TaskContext:
             self._last_progress_event = now
             events.publish(
                 events.RUN_PROGRESS,
+                runner=self.runner,
                 task=self.task_pk,
                 task_id=self.task_id,
                 name=self.task_name,

@@ -73,7 +73,7 @@ class Publisher:
 
     def unsubscribe(self, sink: Sink) -> None:
         with self._lock:
-            self._sinks = [s for s in self._sinks if s is not sink]
+            self._sinks = [s for s in self._sinks if s != sink]  # bound methods are equal, not identical
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every published event has reached the sinks; False on timeout."""

@@ -35,7 +35,7 @@ def execute(task: Any, context: TaskContext | None = None) -> Outcome:
     context = context or TaskContext(task, run_id=None)
     started = time.time()
     output, error = None, ""
-    with capture.capturing(on_chunk=_live_log(task, context.run_id)) as log:
+    with capture.capturing(on_chunk=_live_log(task, context)) as log:
         try:
             func = registry.get(task.func)
             kwargs = dict(task.args_in or {})
@@ -68,9 +68,10 @@ def execute(task: Any, context: TaskContext | None = None) -> Outcome:
     )
 
 
-def _live_log(task: Any, run_id: int | None) -> Callable[[str], None]:
+def _live_log(task: Any, context: TaskContext) -> Callable[[str], None]:
     def publish_chunk(text: str) -> None:
-        events.publish(events.RUN_LOG, task=task.pk, task_id=task.task_id, run=run_id, text=text)
+        events.publish(events.RUN_LOG, runner=context.runner, task=task.pk, task_id=task.task_id,
+                       name=task.name, run=context.run_id, text=text)  # fmt: skip
 
     return publish_chunk
 

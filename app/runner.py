@@ -221,7 +221,7 @@ class Runner:
         return time.monotonic() + wait if wait > 0 else None
 
     def _start(self, task: Task, run: TaskRun) -> None:
-        context = TaskContext(task, run.pk, attempt=task.attempts)
+        context = TaskContext(task, run.pk, attempt=task.attempts, runner=self.worker_id)
         thread = New_Thread(
             self._run_in_thread,
             {"task": task, "run_id": run.pk, "context": context},
