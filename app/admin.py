@@ -48,8 +48,10 @@ class TaskForm(forms.ModelForm):
 
     class Meta:
         model = Task
-        fields = ["name", "func", "args_in", "loop", "interval", "run_in", "kill_time", "db_use",
-                  "use_pdb", "paused", "next_run", "conn", "task_id"]  # fmt: skip
+        fields = ["name", "func", "args_in", "loop", "interval", "cron", "timezone", "catch_up",
+                  "run_in", "start_at", "expires_at", "max_runs", "kill_time", "isolation", "max_attempts",
+                  "retry_delay", "retry_delay_max", "priority", "queue", "db_use", "use_pdb", "paused",
+                  "next_run", "conn", "task_id"]  # fmt: skip
         help_texts = {
             "args_in": 'Keyword arguments as a JSON object, e.g. {"seconds": 5}. Leave empty for none.',
         }
@@ -80,13 +82,25 @@ def _run_link(run: TaskRun) -> str:
 class TaskAdmin(admin.ModelAdmin):
     form = TaskForm
     list_display = ["name", "func", "status_shown", "next_run", "last_run", "last_status", "loop",
-                    "interval", "kill_time", "db_use"]  # fmt: skip
-    list_filter = ["status", "paused", "func", "loop", "db_use", "last_status", "runner"]
+                    "interval", "schedule", "attempt_shown", "kill_time", "db_use", "priority",
+                    "queue"]  # fmt: skip
+    list_filter = [
+        "status",
+        "paused",
+        "func",
+        "loop",
+        "db_use",
+        "last_status",
+        "runner",
+        "queue",
+        "isolation",
+    ]
     search_fields = ["name", "task_id", "func"]
     date_hierarchy = "next_run"
     ordering = ["-id"]
-    readonly_fields = ["status", "last_run", "last_status", "output_shown", "error_shown", "attempts",
-                       "runner", "created_at", "updated_at", "recent_runs"]  # fmt: skip
+    readonly_fields = ["status", "schedule", "attempt_shown", "run_count", "last_run", "last_status",
+                       "output_shown", "error_shown", "attempts", "runner", "created_at", "updated_at",
+                       "recent_runs"]  # fmt: skip
     actions = ["run_now", "stop_loop", "pause", "resume", "cancel_running", "duplicate"]
 
     def save_model(self, request: HttpRequest, obj: Task, form: Any, change: bool) -> None:
@@ -117,6 +131,14 @@ class TaskAdmin(admin.ModelAdmin):
     @admin.display(description="output")
     def output_shown(self, task: Task) -> str:
         return pre(task.output)
+
+    @admin.display(description="schedule")
+    def schedule(self, task: Task) -> str:
+        return task.schedule_description
+
+    @admin.display(description="attempt")
+    def attempt_shown(self, task: Task) -> str:
+        return f"{task.attempt} of {task.max_attempts}" if task.attempt else f"- of {task.max_attempts}"
 
     @admin.display(description="error")
     def error_shown(self, task: Task) -> str:

@@ -61,8 +61,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             )
         else:
             try:
-                content = json.loads(text_data)
-            except ValueError as exc:
+                content = json.loads(text_data, parse_constant=_reject_constant)
+            except (ValueError, RecursionError) as exc:
                 await self.send_error(None, f"Not JSON: {exc}.")
                 return
             await self.receive_json(content)
@@ -72,7 +72,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error(None, 'A message must be a JSON object with a "type".')
             return
         request = content.get("id")
-        command = COMMANDS.get(content.get("type"))
+        kind = content.get("type")
+        command = COMMANDS.get(kind) if isinstance(kind, str) else None
         if command is None:
             known = ", ".join(sorted(COMMANDS))
             await self.send_error(
@@ -149,6 +150,10 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
 
     async def command_failed(self, message: dict) -> None:
         await self.send_error(message.get("request"), message["error"], "run")
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON (numbers must be finite)")
 
 
 def _whole_number(content: dict, field: str) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 from app import capture, events, registry
 from app.context import CONTEXT_PARAMETER, TaskContext, accepts_context
 from app.newthread import ThreadInterrupted, post_mortem
-from app.status import RunStatus
+from app.status import Isolation, RunStatus
 from app.taskrun import Outcome
 
 logger = logging.getLogger("conductor.execution")
@@ -33,6 +33,10 @@ def execute(task: Any, context: TaskContext | None = None) -> Outcome:
     """Call the task's registered function with its arguments, capturing output and errors."""
     thread = threading.current_thread()
     context = context or TaskContext(task, run_id=None)
+    if task.isolation == Isolation.PROCESS:
+        from app.isolation import execute_in_process
+
+        return execute_in_process(task, context, _live_log(task, context))
     started = time.time()
     output, error = None, ""
     with capture.capturing(on_chunk=_live_log(task, context)) as log:

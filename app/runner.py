@@ -26,7 +26,7 @@ from app.execution import RunCancelled, RunInterrupted, TimeLimitExceeded, execu
 from app.newthread import New_Thread
 from app.runnerprocess import RunnerProcess
 from app.snapshot import run_outcome_state, task_state
-from app.status import RunnerState, RunStatus
+from app.status import Isolation, RunnerState, RunStatus
 from app.task import Task
 from app.taskrun import Outcome, TaskRun
 from app.wakeup import SqliteWatcher, watcher_for_default_database
@@ -50,6 +50,7 @@ class RunnerOptions:
     once: bool = False
     max_tasks: int | None = None
     worker_id: str | None = None
+    queues: list[str] | None = None  # None: every queue
 
 
 class Runner:
@@ -90,10 +91,11 @@ class Runner:
         self.up.set()
         self._publish(events.RUNNER_UP, threads=self.options.threads, pid=self.record.pid)
         logger.info(
-            "Runner %s up: %d threads, poll every %s s",
+            "Runner %s up: %d threads, poll every %s s, queues: %s",
             self.worker_id,
             self.options.threads,
             self.options.poll,
+            ", ".join(self.options.queues) if self.options.queues else "all",
         )
         try:
             while not self._done():
@@ -202,6 +204,8 @@ class Runner:
         if free <= 0:
             return
         tasks = Task.objects.all()
+        if self.options.queues:
+            tasks = tasks.filter(queue__in=self.options.queues)
         if self._once_cutoff is not None:
             tasks = tasks.filter(next_run__lte=self._once_cutoff)
         claimed = tasks.claim(self.record, free)
@@ -229,7 +233,8 @@ class Runner:
             daemon=True,  # a thread stuck in C must not keep a stopped runner's process alive
         )
         started = time.monotonic()
-        deadline = started + task.kill_time if task.kill_time else None
+        # A process-isolated run enforces its own kill_time by killing its child process.
+        deadline = started + task.kill_time if task.kill_time and task.isolation == Isolation.THREAD else None
         self._active[run.pk] = ActiveRun(task, run, thread, context, started, deadline)
         thread.start()
         self._publish(events.TASK_CLAIMED, **self._describe(task, run), state=task_state(task))

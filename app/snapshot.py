@@ -44,6 +44,19 @@ def task_state(task: Any) -> dict[str, Any]:
         "error": last_line(task.error),
         "attempts": task.attempts,
         "runner": task.runner_id,
+        "schedule": task.schedule_description,
+        "cron": task.cron,
+        "timezone": task.timezone,
+        "start_at": epoch(task.start_at),
+        "expires_at": epoch(task.expires_at),
+        "max_runs": task.max_runs,
+        "run_count": task.run_count,
+        "catch_up": str(task.catch_up),
+        "attempt": task.attempt,
+        "max_attempts": task.max_attempts,
+        "isolation": str(task.isolation),
+        "priority": task.priority,
+        "queue": task.queue,
     }
 
 

@@ -10,6 +10,7 @@ class TaskStatus(models.TextChoices):
     FAILED = "failed", "Failed"
     TIMED_OUT = "timed_out", "Timed out"
     STOPPED = "stopped", "Stopped"
+    EXPIRED = "expired", "Expired"
 
 
 class RunStatus(models.TextChoices):
@@ -35,3 +36,13 @@ TASK_STATUS_AFTER_RUN = {
     RunStatus.TIMED_OUT: TaskStatus.TIMED_OUT,
     RunStatus.CANCELLED: TaskStatus.STOPPED,
 }
+
+
+class CatchUp(models.TextChoices):
+    ONCE = "once", "Run once now, then keep the schedule"
+    SKIP = "skip", "Skip missed periods"
+
+
+class Isolation(models.TextChoices):
+    THREAD = "thread", "Thread (interrupted between bytecodes)"
+    PROCESS = "process", "Child process (killed at kill_time)"

@@ -14,9 +14,9 @@ from django.db.models import Case, F, Min, Q, Value, When
 from django.db.models.query_utils import DeferredAttribute
 from django.utils import timezone
 
-from app import registry
+from app import registry, schedule
 from app.lease import DB_USE, Lease
-from app.status import TASK_STATUS_AFTER_RUN, RunStatus, TaskStatus
+from app.status import TASK_STATUS_AFTER_RUN, CatchUp, Isolation, RunStatus, TaskStatus
 
 #: Longest interval, delay or time limit accepted: 100 years (dates beyond that overflow).
 MAX_SECONDS = 100 * 365.25 * 24 * 3600
@@ -62,9 +62,11 @@ class TaskQuerySet(models.QuerySet):
         if not self.due().exists():
             return []  # the common idle case, without taking SQLite's write lock
         with transaction.atomic():
+            now = timezone.now()
+            self.due(now).filter(expires_at__lte=now).update(status=TaskStatus.EXPIRED, updated_at=now)
             candidates = (
-                self.due()
-                .order_by("next_run", "id")
+                self.due(now)
+                .order_by("-priority", "next_run", "id")
                 .select_for_update(skip_locked=True)
                 .values_list("id", "db_use", "fence")[:limit]
             )
@@ -93,6 +95,7 @@ def _claim(candidates: list[tuple[int, bool, int]], runner: Any, from_status: st
         runner=runner_id,
         fence=F("fence") + 1,
         attempts=F("attempts") + 1,
+        attempt=F("attempt") + 1,
     )
     # Ours are exactly those whose fence our UPDATE bumped, never a task that was already running.
     running = Task.objects.filter(id__in=fences, status=TaskStatus.RUNNING, runner=runner_id)
@@ -106,7 +109,7 @@ def _claim(candidates: list[tuple[int, bool, int]], runner: Any, from_status: st
                 task=task,
                 runner=runner,
                 fence=task.fence,
-                attempt=task.attempts,
+                attempt=task.attempt,
                 scheduled_for=task.next_run,
                 started_at=now,
             )
@@ -155,6 +158,38 @@ class Task(models.Model):
     use_pdb = models.BooleanField(default=False, help_text="Open pdb on failure (terminal only).")
     paused = models.BooleanField(default=False, help_text="A paused task is not started until resumed.")
 
+    # Calendars, windows and limits
+    cron = models.CharField(
+        max_length=100, blank=True, default="", help_text="Loop on this cron schedule instead of an interval."
+    )
+    timezone = models.CharField(max_length=64, default="UTC", help_text="Time zone of the cron schedule.")
+    start_at = models.DateTimeField(null=True, blank=True, help_text="Not before this time.")
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Not started by then: marked expired, never run."
+    )
+    max_runs = models.PositiveIntegerField(
+        null=True, blank=True, help_text="A looping task ends after this many runs."
+    )
+    run_count = models.PositiveIntegerField(
+        default=0, help_text="Runs completed (interrupted ones excluded)."
+    )
+    catch_up = models.CharField(max_length=10, choices=CatchUp.choices, default=CatchUp.ONCE)
+
+    # Retries
+    max_attempts = models.PositiveIntegerField(default=1, help_text="Tries per run, retries included.")
+    retry_delay = models.FloatField(
+        default=10, help_text="Seconds before the first retry; doubles each time."
+    )
+    retry_delay_max = models.FloatField(default=3600, help_text="Longest wait between retries, in seconds.")
+    attempt = models.PositiveIntegerField(default=0, help_text="Try number of the current run (0: none yet).")
+
+    # Where and in what order
+    isolation = models.CharField(max_length=10, choices=Isolation.choices, default=Isolation.THREAD)
+    priority = models.IntegerField(default=0, help_text="Higher runs first among due tasks.")
+    queue = models.CharField(
+        max_length=100, default="default", help_text="runtasks --queue serves named queues."
+    )
+
     status = models.CharField(max_length=20, choices=TaskStatus.choices, default=TaskStatus.WAITING)
     next_run = models.DateTimeField(null=True, blank=True)
     last_run = models.DateTimeField(null=True, blank=True)
@@ -179,7 +214,10 @@ class Task(models.Model):
     objects = TaskQuerySet.as_manager()
 
     class Meta:
-        indexes = [models.Index(fields=["status", "next_run"], name="task_status_next_run")]
+        indexes = [
+            models.Index(fields=["status", "next_run"], name="task_status_next_run"),
+            models.Index(fields=["queue", "status", "next_run"], name="task_queue_due"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.task_id})"
@@ -189,14 +227,16 @@ class Task(models.Model):
         if kwargs.get("update_fields") is None:
             self.full_clean(exclude=["task_id", "next_run"], validate_unique=False)
         self.task_id = self.task_id or uuid.uuid4().hex
-        if self.next_run is None:  # a new task, or one whose next run was cleared: due after run_in
-            self.next_run = timezone.now() + timedelta(seconds=self.run_in or 0)
+        self.loop = self.loop or bool(self.cron)  # a calendar repeats
+        if self.next_run is None:  # a new task, or one whose next run was cleared
+            self.next_run = schedule.first_run(self, timezone.now())
         super().save(*args, **kwargs)
 
     def clean(self) -> None:
         errors = {
             **self._func_errors(),
             **self._number_errors(),
+            **self._schedule_errors(),
         }
         if errors:
             raise ValidationError(errors)
@@ -242,6 +282,37 @@ class Task(models.Model):
             )
         return errors
 
+    def _schedule_errors(self) -> dict[str, str]:
+        errors = {}
+        try:
+            schedule.zone(self.timezone)
+        except schedule.ScheduleError as exc:
+            errors["timezone"] = str(exc)
+        if self.cron:
+            try:
+                schedule.check(self.cron, "UTC")
+            except schedule.ScheduleError as exc:
+                errors["cron"] = str(exc)
+        if self.start_at and self.expires_at and self.expires_at <= self.start_at:
+            errors["expires_at"] = "expires_at must be after start_at, or the task could never run."
+        if self.max_attempts is not None and self.max_attempts < 1:
+            errors["max_attempts"] = "max_attempts counts the first try too: 1 means no retries."
+        for field in ("retry_delay", "retry_delay_max"):
+            if not _finite(getattr(self, field)) or not 0 <= getattr(self, field) <= MAX_SECONDS:
+                errors[field] = (
+                    f"{field} must be 0 to {MAX_SECONDS:.0f} seconds (got {getattr(self, field)})."
+                )
+        if self.max_runs is not None and not self.loop and not self.cron:
+            errors["max_runs"] = "max_runs limits a looping task; set loop (or a cron schedule) or clear it."
+        return errors
+
+    @property
+    def schedule_description(self) -> str:
+        """The schedule in words, e.g. "At 02:30, Monday through Friday (Europe/Berlin)"."""
+        if self.cron:
+            return f"{schedule.describe(self.cron)} ({self.timezone})"
+        return f"Every {self.interval:g} seconds" if self.loop else "Once"
+
     def run(self) -> Any:
         """Run the function now, in the calling thread, and record the run; returns the TaskRun."""
         from app.execution import execute
@@ -262,18 +333,33 @@ class Task(models.Model):
         run.refresh_from_db()
         return run
 
-    def fields_after_run(self, status: str, now: datetime) -> dict[str, Any]:
+    def retry_at_after(self, status: str, now: datetime) -> datetime | None:
+        """When a failed or timed-out try is retried, or None when the tries are used up."""
+        if status not in (RunStatus.FAILED, RunStatus.TIMED_OUT) or self.attempt >= self.max_attempts:
+            return None
+        return now + timedelta(seconds=schedule.retry_delay(self, self.attempt))
+
+    def fields_after_run(
+        self, status: str, now: datetime, retry_at: datetime | None = None
+    ) -> dict[str, Any]:
         """How this (claimed) task changes after a run that ended with ``status``."""
         if status == RunStatus.INTERRUPTED:
             return {"status": TaskStatus.WAITING, "next_run": now}
+        if retry_at is not None:
+            return {"status": TaskStatus.WAITING, "next_run": retry_at}
         one_off = TASK_STATUS_AFTER_RUN[status]
-        if not self.loop:
-            return {"status": one_off}
+        series_over = {"attempt": 0, "run_count": F("run_count") + 1}
+        if not self.loop or (self.max_runs and self.run_count + 1 >= self.max_runs):
+            return {"status": one_off, **series_over}
         # The UPDATE reads the loop flag itself: "stop looping" may have cleared it during the run.
         return {
             "status": Case(When(loop=True, then=Value(TaskStatus.WAITING)), default=Value(one_off)),
             "next_run": Case(When(loop=True, then=Value(self.next_loop_run(now))), default=F("next_run")),
+            **series_over,
         }
+
+    def next_loop_run(self, now: datetime) -> datetime:
+        return schedule.next_loop_run(self, now)
 
     # Actions (dashboard, admin): each says what it did, or raises TaskActionError saying why not.
 
@@ -283,7 +369,7 @@ class Task(models.Model):
         started = (
             Task.objects.filter(pk=self.pk)
             .exclude(status=TaskStatus.RUNNING)
-            .update(status=TaskStatus.WAITING, next_run=now, paused=False, updated_at=now)
+            .update(status=TaskStatus.WAITING, next_run=now, paused=False, attempt=0, updated_at=now)
         )
         if not started:
             raise TaskActionError(f"{self.name} is running now; it will not be started twice")
@@ -307,11 +393,6 @@ class Task(models.Model):
         if not changed:
             raise TaskActionError(f"{self.name} is already {'paused' if paused else 'not paused'}")
         return f"{self.name} {'paused' if paused else 'resumed'}"
-
-    def next_loop_run(self, now: datetime) -> datetime:
-        """The previous scheduled time + interval (no drift); after an overrun, now."""
-        scheduled = (self.next_run or now) + timedelta(seconds=self.interval)
-        return max(scheduled, now)
 
 
 def _positive(value: Any) -> bool:

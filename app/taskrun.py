@@ -58,6 +58,7 @@ class TaskRun(models.Model):
     error = models.TextField(blank=True, default="")
     log = models.TextField(blank=True, default="", help_text="What the run printed and logged.")
     progress = models.FloatField(null=True, blank=True, help_text="Last reported progress, 0 to 1.")
+    retry_at = models.DateTimeField(null=True, blank=True, help_text="When this failed try is retried.")
     progress_message = models.CharField(max_length=200, blank=True, default="")
 
     objects = TaskRunQuerySet.as_manager()
@@ -101,8 +102,11 @@ class TaskRun(models.Model):
         if not closed:
             return False
         task = self.task
+        retry_at = task.retry_at_after(outcome.status, now)
+        if retry_at is not None:
+            TaskRun.objects.filter(pk=self.pk).update(retry_at=retry_at)
         updated = Task.objects.filter(pk=task.pk, fence=self.fence, status=TaskStatus.RUNNING).update(
-            **task.fields_after_run(outcome.status, now),
+            **task.fields_after_run(outcome.status, now, retry_at),
             runner=None,
             last_run=_at(outcome.started),
             last_status=outcome.status,

@@ -255,7 +255,17 @@ def test_task_list_offers_every_filter(admin_client, varied_tasks):
     response = admin_client.get(TASKS)
 
     titles = [spec.title for spec in response.context["cl"].filter_specs]
-    assert titles == ["status", "paused", "func", "loop", "db use", "last status", "runner"]
+    assert titles == [
+        "status",
+        "paused",
+        "func",
+        "loop",
+        "db use",
+        "last status",
+        "runner",
+        "queue",
+        "isolation",
+    ]
     html = unescape(response.content.decode())
     assert f"?runner__id__exact={varied_tasks['runner_a'].pk}" in html
     assert "?func=tests.functions.say" in html
@@ -329,7 +339,9 @@ def test_add_form_offers_the_registered_functions_with_signature_and_docstring(a
 
 def add_data(**overrides) -> dict:
     data = {"name": "nightly", "func": ADD, "args_in": '{"a": 2, "b": 3}', "interval": "100",
-            "run_in": "0", "kill_time": "", "conn": "", "task_id": ""}  # fmt: skip
+            "run_in": "0", "kill_time": "", "conn": "", "task_id": "", "timezone": "UTC",
+            "catch_up": "once", "isolation": "thread", "max_attempts": "1", "retry_delay": "10",
+            "retry_delay_max": "3600", "priority": "0", "queue": "default"}  # fmt: skip
     data.update(overrides)
     return {key: value for key, value in data.items() if value is not None}
 

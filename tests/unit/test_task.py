@@ -476,8 +476,8 @@ def test_each_run_increments_attempts():
     task.run()
     second = task.run()
 
-    assert task.attempts == 2
-    assert second.attempt == 2
+    assert task.attempts == 2  # times started, ever
+    assert second.attempt == 1  # a successful run ends its retry series: each starts at try 1
     assert task.runs.count() == 2
 
 
@@ -614,7 +614,11 @@ T0 = timezone.now().replace(microsecond=0)
 def test_one_off_task_takes_the_status_of_its_run(status, task_status):
     task = Task(func=ADD, next_run=T0)
 
-    assert task.fields_after_run(status, T0 + timedelta(seconds=5)) == {"status": task_status}
+    fields = task.fields_after_run(status, T0 + timedelta(seconds=5))
+
+    assert fields["status"] == task_status
+    assert fields["attempt"] == 0  # the run's retry series is over
+    assert "next_run" not in fields
 
 
 @pytest.mark.parametrize("loop", [False, True])

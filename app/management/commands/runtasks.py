@@ -62,6 +62,11 @@ class Command(BaseCommand):
             help="Seconds running tasks get to finish after a stop signal.",
         )
         parser.add_argument(
+            "--queue",
+            metavar="NAME[,NAME...]",
+            help="Serve only tasks in these queues (comma-separated; default: every queue).",
+        )
+        parser.add_argument(
             "--serve",
             nargs="?",
             const=DEFAULT_ADDRESS,
@@ -124,7 +129,16 @@ class Command(BaseCommand):
             if options["max_tasks"] is not None
             else None,
             worker_id=worker_id,
+            queues=self._queues(options["queue"]),
         )
+
+    def _queues(self, text: str | None) -> list[str] | None:
+        if text is None:
+            return None
+        names = [name.strip() for name in text.split(",")]
+        if not all(names):
+            raise CommandError(f"--queue takes queue names separated by commas, got {text!r}")
+        return names
 
     def _install_signal_handlers(self, runner: Runner) -> None:
         def on_signal(signum: int, frame: Any) -> None:

@@ -1,0 +1,153 @@
+"""Running a task in a child process, killed for sure when its kill_time passes.
+
+A thread blocked in C code cannot be interrupted; a process can be killed. With ``isolation="process"``
+the task's thread starts ``python -m app.child``, sends it the function and arguments on stdin, streams
+what it prints and logs into the run's log (live, as for threads), relays its progress reports, and
+reads its result from a file. At kill_time, or when the run is cancelled or the runner stops, the
+child's whole process group is terminated (SIGTERM, then SIGKILL after a short grace).
+"""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+from typing import IO, Any
+
+from django.conf import settings
+from django.db import connection
+
+from app import capture, conf
+from app.context import TaskContext
+from app.status import RunStatus
+from app.taskrun import Outcome
+
+PROGRESS_MARK = "\x1econductor-progress "
+TERMINATE_GRACE = 2.0
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def execute_in_process(task: Any, context: TaskContext, on_chunk: Any) -> Outcome:
+    thread = threading.current_thread()
+    started = time.time()
+    log = capture.RunLog(conf.get().LOG_LIMIT, on_chunk)
+    with tempfile.TemporaryDirectory(prefix="conductor-run-") as folder:
+        result_path = Path(folder) / "result.json"
+        child = _start_child(task, result_path)
+        reader = threading.Thread(target=_relay, args=(child.stdout, log, context), daemon=True)
+        reader.start()
+        status, error = _supervise(child, task, context)
+        reader.join(timeout=5)
+        log.flush_live()
+        output = None
+        if status is None:
+            status, output, error = _result(result_path, child.returncode)
+    return Outcome(status=status, started=started, finished=time.time(), output=output, error=error,
+                   log=log.getvalue(), thread_name=thread.name, thread_ident=thread.ident,
+                   progress=context.progress, progress_message=context.progress_message)  # fmt: skip
+
+
+def _start_child(task: Any, result_path: Path) -> subprocess.Popen:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "app.child", str(result_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=BASE_DIR,
+        env=child_environment(),
+        start_new_session=True,  # its own process group: killing it kills what it started too
+    )
+    spec = {"func": task.func, "args_in": task.args_in or {}, "task": task.pk, "task_id": task.task_id,
+            "name": task.name}  # fmt: skip
+    child.stdin.write(json.dumps(spec))
+    child.stdin.close()
+    return child
+
+
+def child_environment() -> dict[str, str]:
+    """The parent's settings, database (the one in use, even a test one) and task modules."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE,
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "CONDUCTOR_TASK_MODULES": ",".join(conf.get().TASK_MODULES),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def database_url(config: dict[str, Any]) -> str:
+    if config["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{Path(config['NAME']).resolve()}"
+    user = urllib.parse.quote(config.get("USER") or "")
+    password = urllib.parse.quote(config.get("PASSWORD") or "")
+    credentials = f"{user}:{password}@" if password else f"{user}@" if user else ""
+    host = config.get("HOST") or "localhost"
+    port = f":{config['PORT']}" if config.get("PORT") else ""
+    return f"postgres://{credentials}{host}{port}/{config['NAME']}"
+
+
+def _relay(stream: IO[str], log: capture.RunLog, context: TaskContext) -> None:
+    """The child's output into the run's log; its progress lines into the context."""
+    for line in stream:
+        if line.startswith(PROGRESS_MARK):
+            report = json.loads(line[len(PROGRESS_MARK) :])
+            context.report_progress(report["fraction"], report["message"])
+        else:
+            log.write(line)
+
+
+def _supervise(child: subprocess.Popen, task: Any, context: TaskContext) -> tuple[str | None, str]:
+    """Wait for the child; kill it at kill_time or on a stop request. None: it ended by itself."""
+    deadline = time.monotonic() + task.kill_time if task.kill_time else None
+    try:
+        while True:
+            try:
+                child.wait(timeout=0.05)
+                return None, ""
+            except subprocess.TimeoutExpired:
+                pass
+            if context.stop_requested:
+                _end(child)
+                status = RunStatus.CANCELLED if context.cancelled else RunStatus.INTERRUPTED
+                return status, "The child process was stopped on request.\n"
+            if deadline is not None and time.monotonic() >= deadline:
+                _kill(child)
+                return RunStatus.TIMED_OUT, (
+                    f"TimeLimitExceeded: the child process was killed at kill_time={task.kill_time} s\n"
+                )
+    except BaseException:
+        _kill(child)  # the thread itself is being interrupted: never leave the child behind
+        raise
+
+
+def _end(child: subprocess.Popen) -> None:
+    _signal(child, signal.SIGTERM)
+    try:
+        child.wait(timeout=TERMINATE_GRACE)
+    except subprocess.TimeoutExpired:
+        _kill(child)
+
+
+def _kill(child: subprocess.Popen) -> None:
+    _signal(child, signal.SIGKILL)
+    child.wait()
+
+
+def _signal(child: subprocess.Popen, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signum)
+
+
+def _result(path: Path, returncode: int) -> tuple[str, Any, str]:
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return RunStatus.FAILED, None, f"The child process exited with code {returncode} without a result.\n"
+    return result["status"], result.get("output"), result.get("error", "")

@@ -1,0 +1,101 @@
+"""Calendars: when a cron-scheduled task runs next, and how to say its schedule in words.
+
+croniter parses and iterates; cron-descriptor describes. On the day clocks go back, croniter yields a
+fixed-hour time twice (02:30 CEST, then 02:30 CET); like classic cron, a job whose hours are fixed runs
+once then, while a job on every hour (``*/15 * * * *``) runs in both hours, as the real time has passed.
+When clocks go forward, a time that does not exist runs at the first minute after the gap.
+"""
+
+import math
+import random
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cron_descriptor import get_description
+from croniter import croniter
+
+
+class ScheduleError(ValueError):
+    """A cron expression or time zone that cannot be used; the message says how to fix it."""
+
+
+def check(expression: str, timezone_name: str) -> None:
+    zone(timezone_name)
+    if len(expression.split()) != 5 or not croniter.is_valid(expression):
+        raise ScheduleError(
+            f"{expression!r} is not a cron expression: give five fields, minute hour day month weekday, "
+            "e.g. '30 2 * * 1-5' (02:30 on weekdays) or '*/15 * * * *' (every 15 minutes)."
+        )
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ScheduleError(
+            f"{name!r} is not a time zone: use an IANA name such as 'UTC' or 'Europe/Berlin'."
+        ) from None
+
+
+def next_run(
+    expression: str, timezone_name: str, after: datetime, previous: datetime | None = None
+) -> datetime:
+    """The first time strictly after ``after`` at which the schedule fires (aware, in UTC's terms)."""
+    tz = zone(timezone_name)
+    times = croniter(expression, after.astimezone(tz))
+    fixed_hours = not expression.split()[1].startswith("*")
+    last_wall = previous.astimezone(tz).replace(tzinfo=None) if previous else None
+    while True:
+        candidate = times.get_next(datetime)
+        wall = candidate.replace(tzinfo=None)
+        if fixed_hours and last_wall is not None and wall <= last_wall:
+            continue  # the same wall-clock time again after clocks went back: once is enough
+        return candidate
+
+
+def describe(expression: str) -> str:
+    """e.g. "At 02:30, Monday through Friday"."""
+    try:
+        return get_description(expression)
+    except Exception:  # cron-descriptor raises its own assorted errors on bad input
+        return expression
+
+
+def first_run(task: Any, now: datetime) -> datetime:
+    """When a new task first falls due: after run_in, not before start_at, on its calendar if any."""
+    start = now + timedelta(seconds=task.run_in or 0)
+    if task.start_at and task.start_at > start:
+        start = task.start_at
+    if task.cron:
+        return next_run(task.cron, task.timezone, start - timedelta(microseconds=1))
+    return start
+
+
+def next_loop_run(task: Any, now: datetime) -> datetime:
+    """The run after the one scheduled at task.next_run: no drift, and no burst after downtime.
+
+    When the next period has already passed (an overrun, or the runners were down), ``catch_up`` says
+    what happens: "once" runs at once and then keeps the schedule, "skip" goes on at the next period.
+    """
+    from app.status import CatchUp
+
+    scheduled = task.next_run or now
+    if task.cron:
+        following = next_run(task.cron, task.timezone, scheduled, previous=scheduled)
+        if following > now:
+            return following
+        return now if task.catch_up == CatchUp.ONCE else next_run(task.cron, task.timezone, now, scheduled)
+    interval = timedelta(seconds=task.interval)
+    following = scheduled + interval
+    if following >= now:
+        return following
+    if task.catch_up == CatchUp.ONCE:
+        return now
+    return scheduled + interval * math.ceil((now - scheduled) / interval)
+
+
+def retry_delay(task: Any, attempt: int) -> float:
+    """Seconds before retry number ``attempt``: exponential backoff, capped, with "equal jitter"."""
+    ceiling = min(task.retry_delay * 2 ** (attempt - 1), task.retry_delay_max)
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
