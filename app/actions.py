@@ -6,6 +6,7 @@ apply raise TaskActionError with the reason.
 """
 
 import logging
+import time
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -103,14 +104,15 @@ def _to_runner(run: TaskRun, command: str, by: str, reply_to: str | None, reques
 def announce(task_pk: int, wake: bool = False) -> None:
     """Tell every open dashboard how the task is now; with wake, make runners look at once."""
     task = Task.objects.get(pk=task_pk)
-    event = {"type": "task.changed", "task": task.pk, "state": task_state(task)}
+    event = {"type": "task.changed", "at": time.time(), "task": task.pk, "task_id": task.task_id,
+             "name": task.name, "state": task_state(task)}  # fmt: skip
     _group_send(DASHBOARD_GROUP, {"type": "conductor.events", "events": [event]})
     if wake:
         _group_send(RUNNERS_GROUP, {"type": "runner.command", "command": "wake"})
 
 
 def announce_deleted(task_pk: int) -> None:
-    event = {"type": "task.deleted", "task": task_pk}
+    event = {"type": "task.deleted", "at": time.time(), "task": task_pk}
     _group_send(DASHBOARD_GROUP, {"type": "conductor.events", "events": [event]})
 
 

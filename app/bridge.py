@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -69,6 +70,9 @@ class ChannelBridge:
         self._queue: asyncio.Queue[dict] = asyncio.Queue(QUEUE_SIZE)  # binds to a loop on first use
         self._tasks: list[asyncio.Future] = []
         self._listener: Any = None
+        # Pages see gaps in (source, seq) and resync: group messages can be dropped when a channel is full.
+        self.source = uuid.uuid4().hex[:12]
+        self._sequence = 0
         self._thread: threading.Thread | None = None
         self.dropped = 0
 
@@ -91,10 +95,14 @@ class ChannelBridge:
         if self._own_loop:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=5)
+            self.loop.close()
 
     async def aclose(self) -> None:
         events.publisher.unsubscribe(self.sink)
-        await self._drain()
+        try:  # what the sender has taken is delivered too, not only what is still queued
+            await asyncio.wait_for(self._queue.join(), timeout=5)
+        except TimeoutError:
+            logger.warning("Some live events were not delivered before the bridge closed")
         for task in [*self._tasks, self._listener]:
             if task is not None:
                 task.cancel()
@@ -140,12 +148,11 @@ class ChannelBridge:
             batch = [await self._queue.get()]
             while len(batch) < BATCH_SIZE and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            await self._deliver(batch)
-
-    async def _drain(self) -> None:
-        while not self._queue.empty():
-            batch = [self._queue.get_nowait() for _ in range(min(BATCH_SIZE, self._queue.qsize()))]
-            await self._deliver(batch)
+            try:
+                await self._deliver(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
 
     async def _deliver(self, batch: list[dict]) -> None:
         for event in batch:
@@ -164,6 +171,13 @@ class ChannelBridge:
 
     async def _receive(self, groups: list[str], on_message: Callable[[dict], None]) -> None:
         channel = await self.layer.new_channel("conductor.runner.")
+        try:
+            await self._receive_on(channel, groups, on_message)
+        finally:  # leave the groups, or channels-redis keeps queueing wake-ups for a dead channel
+            for group in groups:
+                await self._guarded(self.layer.group_discard(group, channel))
+
+    async def _receive_on(self, channel: str, groups: list[str], on_message: Callable[[dict], None]) -> None:
         renew_at = 0.0
         while True:
             if self.loop.time() >= renew_at:

@@ -111,7 +111,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     async def cmd_create(self, content: dict) -> dict:
         unknown = set(content) - CREATE_FIELDS - {"type", "id"}
         if unknown:
-            raise CommandRefused(f"Unknown fields {sorted(unknown)}; a task takes {sorted(CREATE_FIELDS)}.")
+            raise CommandRefused(
+                f"Unknown fields {sorted(unknown)}; a task takes {sorted(CREATE_FIELDS)}.", sorted(unknown)[0]
+            )
         fields = {key: content[key] for key in CREATE_FIELDS if key in content}
         fields.setdefault("name", str(fields.get("func", "new_task")).rpartition(".")[2] or "new_task")
         try:
@@ -140,7 +142,10 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     # From the channel layer -------------------------------------------------------------------
 
     async def conductor_events(self, message: dict) -> None:
-        await self.send_json({"type": "events", "events": message["events"]})
+        forwarded = {"type": "events", "events": message["events"]}
+        if "seq" in message:  # from a runner's bridge: a gap tells the page it missed some
+            forwarded.update(source=message["source"], seq=message["seq"])
+        await self.send_json(forwarded)
 
     async def task_result(self, message: dict) -> None:
         await self.send_json({**message, "type": "task.result"})

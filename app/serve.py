@@ -28,22 +28,46 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, port
 
 
+#: Seconds to wait for the web server to report that it listens.
+LISTEN_TIMEOUT = 15
+
+
+class ServeError(RuntimeError):
+    """The dashboard could not be served; the message says why."""
+
+
 def start_server(host: str, port: int) -> asyncio.AbstractEventLoop:
-    """Start daphne in a daemon thread; returns the event loop it serves on."""
+    """Start daphne in a daemon thread, and return its event loop once it listens."""
     global runner_in_process
     from daphne.server import Server  # installs Twisted's asyncio reactor: import it first
     from twisted.internet import reactor
 
     from server.asgi import application
 
+    outcome: dict[str, str] = {}
+    settled = threading.Event()
+
+    class ReportingServer(Server):
+        def listen_success(self, listening_port: object) -> None:
+            super().listen_success(listening_port)
+            settled.set()
+
+        def listen_error(self, failure: object) -> None:
+            outcome["error"] = failure.getErrorMessage()
+            settled.set()
+            super().listen_error(failure)
+
     interface = host.replace(":", r"\:")
-    server = Server(
+    server = ReportingServer(
         application=application,
         endpoints=[f"tcp:port={port}:interface={interface}"],
         signal_handlers=False,
         verbosity=0,
     )
     threading.Thread(target=server.run, name="conductor-web", daemon=True).start()
+    if not settled.wait(LISTEN_TIMEOUT) or "error" in outcome:
+        reason = outcome.get("error", f"no answer within {LISTEN_TIMEOUT} s")
+        raise ServeError(f"could not listen on {host}:{port}: {reason}")
     runner_in_process = True
     logger.info("Dashboard at http://%s:%d/dashboard/", host if ":" not in host else f"[{host}]", port)
     return reactor._asyncioEventloop

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from app import registry
 from app.bridge import layer_reaches_other_processes, shorten
+from app.context import CONTEXT_PARAMETER
 
 RECENT_RUNS = 50
 MOST_TASKS = 500
@@ -116,7 +117,9 @@ def runner_state(runner: Any, now: datetime | None = None) -> dict[str, Any]:
 def function_info(path: str) -> dict[str, Any]:
     func = registry.get(path)
     try:
-        signature = str(inspect.signature(func))
+        parameters = inspect.signature(func).parameters.values()
+        shown = [p for p in parameters if p.name != CONTEXT_PARAMETER]  # given by Conductor, not typed in
+        signature = str(inspect.Signature(shown))
     except (TypeError, ValueError):
         signature = "(...)"
     return {"path": path, "signature": signature, "doc": inspect.getdoc(func) or ""}

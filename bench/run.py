@@ -8,6 +8,19 @@ directory, and uses the ORM from this process on the same file to insert tasks a
   latency = the time at the function's first line - next_run.
 - idle cost: the same runner's CPU time over 20 s with nothing to do, and its resident memory.
 
+Live state (a WebSocket dashboard, bench/live.py), measured embedded and through Redis:
+
+- event latency: 100 ``stamp`` tasks inserted one at a time; for ``task.claimed`` and ``task.finished``,
+  latency = when the dashboard received the event - the event's ``at`` (stamped in the runner when it
+  published it; one machine, one clock). Also commit -> running on the page: the ``task.claimed``
+  arrival - the task's next_run. Embedded: ``runtasks --serve`` (in-memory layer). Through Redis:
+  ``runtasks`` and daphne as two processes with REDIS_URL.
+- drain with dashboards: 2,000 no-op tasks, ``runtasks --once --threads 8`` with REDIS_URL, a daphne with
+  50 connected dashboards vs none (3 rounds each, alternating); tasks/s as above, the events each
+  dashboard received (4 task events per task) and daphne's CPU time during the drain.
+
+Redis must be running (redis://127.0.0.1:6379/0, or BENCH_REDIS_URL); the bench fails without it.
+
 These are measurements, not tests: nothing here passes or fails on a number.
 """
 
@@ -21,6 +34,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DRAIN_TASKS = 2000
@@ -29,6 +43,12 @@ LATENCY_TASKS = 100
 LATENCY_GAP = 0.05
 IDLE_SECONDS = 20.0
 THREADS = 8
+LIVE_SAMPLES = 100
+LIVE_GAP = 0.02
+DASHBOARDS = 50
+DASHBOARD_ROUNDS = 3
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+IN_MEMORY = {"REDIS_URL": ""}  # an empty REDIS_URL: the in-memory channel layer
 
 WORK_DIR = Path(tempfile.mkdtemp(prefix="conductor-bench-"))
 DB_PATH = WORK_DIR / "bench.sqlite3"
@@ -56,6 +76,7 @@ from app.runnerprocess import RunnerProcess  # noqa: E402
 from app.status import RunnerState, RunStatus, TaskStatus  # noqa: E402
 from app.task import Task  # noqa: E402
 from app.taskrun import TaskRun  # noqa: E402
+from bench import live  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -77,18 +98,46 @@ def fresh_database() -> None:
     )
 
 
-def start_runtasks(log_name: str, *args: str) -> tuple[subprocess.Popen, Path]:
+def start_runtasks(
+    log_name: str, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, Path]:
+    return start_process(log_name, ["manage.py", "runtasks", *args], env)
+
+
+def start_web(log_name: str, port: int, env: dict[str, str]) -> tuple[subprocess.Popen, Path]:
+    """daphne serving server.asgi on 127.0.0.1:port."""
+    args = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "server.asgi:application"]
+    return start_process(log_name, args, env)
+
+
+def start_process(
+    log_name: str, args: list[str], env: dict[str, str] | None
+) -> tuple[subprocess.Popen, Path]:
     log_path = WORK_DIR / f"{log_name}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "manage.py", "runtasks", *args],
+            [sys.executable, *args],
             cwd=REPO_ROOT,
-            env=ENV,
+            env={**ENV, **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
     return process, log_path
+
+
+def stop(process: subprocess.Popen, log_path: Path) -> None:
+    """SIGTERM, and a clean exit within 30 s; killed (only this process) if anything goes wrong."""
+    try:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(30)
+            if code != 0:
+                fail(f"{process.args[1]} exited with {code} after SIGTERM", log_path)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
 
 
 def fail(message: str, log_path: Path | None = None) -> None:
@@ -113,6 +162,19 @@ def wait_for(predicate, timeout: float, what: str, process=None, log_path=None, 
 def drain_once(round_no: int) -> tuple[float, float]:
     """(tasks/s measured on the runs' own timestamps, wall seconds of the runtasks process)."""
     fresh_database()
+    insert_noop_tasks()
+    started = time.monotonic()
+    process, log_path = start_runtasks(f"drain-{round_no}", "--once", "--threads", str(THREADS))
+    code = process.wait(120)
+    wall = time.monotonic() - started
+    if code != 0:
+        fail(f"runtasks --once exited with {code}", log_path)
+    rate, seconds = drain_rate(log_path)
+    say(f"  drain round {round_no}: {rate:,.0f} tasks/s over {seconds:.2f} s; process wall {wall:.2f} s")
+    return rate, wall
+
+
+def insert_noop_tasks() -> None:
     now = timezone.now()
     Task.objects.bulk_create(
         [
@@ -121,21 +183,17 @@ def drain_once(round_no: int) -> tuple[float, float]:
         ],
         batch_size=500,
     )
-    started = time.monotonic()
-    process, log_path = start_runtasks(f"drain-{round_no}", "--once", "--threads", str(THREADS))
-    code = process.wait(120)
-    wall = time.monotonic() - started
-    if code != 0:
-        fail(f"runtasks --once exited with {code}", log_path)
+
+
+def drain_rate(log_path: Path) -> tuple[float, float]:
+    """(tasks/s, seconds) from the first run's start to the last run's end; fails unless all finished."""
     finished = TaskRun.objects.filter(status=RunStatus.FINISHED, finished_at__isnull=False)
     count = finished.count()
     if count != DRAIN_TASKS or Task.objects.exclude(status=TaskStatus.FINISHED).exists():
         fail(f"{count} of {DRAIN_TASKS} runs finished", log_path)
     span = finished.aggregate(first=Min("started_at"), last=Max("finished_at"))
     seconds = (span["last"] - span["first"]).total_seconds()
-    rate = DRAIN_TASKS / seconds
-    say(f"  drain round {round_no}: {rate:,.0f} tasks/s over {seconds:.2f} s; process wall {wall:.2f} s")
-    return rate, wall
+    return DRAIN_TASKS / seconds, seconds
 
 
 # Pickup latency and idle cost ---------------------------------------------------------------------
@@ -213,6 +271,134 @@ def latency_and_idle() -> dict[str, float]:
     }
 
 
+# Live state: event latency and drain with dashboards ----------------------------------------------
+
+
+def require_redis() -> None:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5).ping()
+    except redis.RedisError as exc:
+        raise SystemExit(
+            f"bench failed: Redis is not reachable at {REDIS_URL} ({exc}); the live-state bench runs "
+            'through it. Start it, e.g. redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save ""'
+        ) from None
+
+
+def redis_env() -> dict[str, str]:
+    """REDIS_URL and a channel prefix of this measurement's own (a shared Redis never mixes runs)."""
+    return {"REDIS_URL": REDIS_URL, "CHANNELS_PREFIX": f"conductor-bench-{uuid.uuid4().hex[:8]}"}
+
+
+def signed_in(worker_id: str) -> bool:
+    return RunnerProcess.objects.filter(worker_id=worker_id, state=RunnerState.RUNNING).exists()
+
+
+def event_latency(mode: str) -> dict[str, list[float]]:
+    """Latencies in ms (sorted) of task.claimed and task.finished events, and commit -> page."""
+    fresh_database()
+    session_key = live.staff_session_key()
+    port = live.free_port()
+    processes = []
+    try:
+        if mode == "embedded":
+            serve = ("--serve", f"127.0.0.1:{port}")
+            processes.append(start_runtasks("live-embedded", *serve, "--threads", str(THREADS),
+                                            "--worker-id", "live", env=IN_MEMORY))  # fmt: skip
+        else:
+            env = redis_env()
+            processes.append(start_web("live-web", port, env))
+            processes.append(
+                start_runtasks("live-redis", "--threads", str(THREADS), "--worker-id", "live", env=env)
+            )
+        runner_log = processes[-1][1]
+
+        def up() -> bool:
+            for process, log_path in processes:
+                if process.poll() is not None:
+                    fail(f"{process.args[1]} exited with {process.returncode}", log_path)
+            return live.port_open(port) and signed_in("live")
+
+        wait_for(up, 60, "the runner and the web server")
+        dashboards = live.Dashboards(port, session_key)
+        try:
+            dashboards.wait_connected()
+            if not dashboards.live[0]["ok"]:
+                fail(f"the dashboard says live state is off: {dashboards.live[0]['reason']}", runner_log)
+            samples: dict[str, list[float]] = {"claimed": [], "finished": [], "page": []}
+            for i in range(LIVE_SAMPLES):
+                task = Task.objects.create(
+                    name=f"stamp-{i}", func="bench.functions.stamp", next_run=timezone.now()
+                )
+                claimed_at, claimed_seen = dashboards.wait_event("task.claimed", task.pk)
+                finished_at, finished_seen = dashboards.wait_event("task.finished", task.pk)
+                samples["claimed"].append(1000 * (claimed_seen - claimed_at))
+                samples["finished"].append(1000 * (finished_seen - finished_at))
+                samples["page"].append(1000 * (claimed_seen - task.next_run.timestamp()))
+                time.sleep(LIVE_GAP)
+        finally:
+            dashboards.close()
+        for process, log_path in reversed(processes):
+            stop(process, log_path)
+    finally:
+        for process, _ in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+    result = {name: sorted(values) for name, values in samples.items()}
+    say(
+        f"  {mode}: task.claimed p50 {percentile(result['claimed'], 50):.1f} ms, "
+        f"p95 {percentile(result['claimed'], 95):.1f} ms; task.finished p50 "
+        f"{percentile(result['finished'], 50):.1f} ms, p95 {percentile(result['finished'], 95):.1f} ms; "
+        f"commit -> page p50 {percentile(result['page'], 50):.1f} ms"
+    )
+    return result
+
+
+def drain_with_dashboards(round_no: int, count: int) -> dict[str, Any]:
+    """2,000 no-op tasks through ``runtasks --once`` with REDIS_URL while ``count`` dashboards watch."""
+    fresh_database()
+    session_key = live.staff_session_key()
+    env = redis_env()
+    port = live.free_port()
+    web, web_log = start_web(f"drain-web-{count}-{round_no}", port, env)
+    dashboards = None
+    try:
+        wait_for(lambda: live.port_open(port), 60, "the web server", web, web_log)
+        if count:
+            dashboards = live.Dashboards(port, session_key, count)
+            dashboards.wait_connected()
+        insert_noop_tasks()
+        connection.close()  # the bench's connection stays out of the runner's way
+        web_cpu = cpu_seconds(web.pid)
+        own_cpu = time.process_time()  # the dashboards' clients run in this process
+        started = time.monotonic()
+        runner, log_path = start_runtasks(f"drain-redis-{count}-{round_no}", "--once", "--threads",
+                                          str(THREADS), "--worker-id", "drain", env=env)  # fmt: skip
+        code = runner.wait(120)
+        wall = time.monotonic() - started
+        if code != 0:
+            fail(f"runtasks --once exited with {code}", log_path)
+        delivered = []
+        if dashboards is not None:
+            dashboards.wait_quiet()
+            delivered = sorted(dashboards.task_events)
+        web_cpu = cpu_seconds(web.pid) - web_cpu
+        own_cpu = time.process_time() - own_cpu
+        rate, seconds = drain_rate(log_path)
+    finally:
+        if dashboards is not None:
+            dashboards.close()
+        stop(web, web_log)
+    got = f"; task events per dashboard: min {delivered[0]:,}, max {delivered[-1]:,}" if delivered else ""
+    say(
+        f"  {count:>2} dashboards, round {round_no}: {rate:,.0f} tasks/s over {seconds:.2f} s; wall "
+        f"{wall:.2f} s; CPU: daphne {web_cpu:.2f} s, clients {own_cpu:.2f} s{got}"
+    )
+    return {"rate": rate, "wall": wall, "web_cpu": web_cpu, "own_cpu": own_cpu, "delivered": delivered}
+
+
 def percentile(ordered: list[float], pct: float) -> float:
     """Nearest-rank percentile of an ascending list."""
     rank = max(1, round(pct / 100 * len(ordered)))
@@ -221,12 +407,20 @@ def percentile(ordered: list[float], pct: float) -> float:
 
 def main() -> None:
     began = time.monotonic()
+    require_redis()
     say(f"Conductor bench: embedded default (SQLite file in {WORK_DIR})")
     try:
         say(f"Drain: {DRAIN_TASKS} no-op tasks, runtasks --once --threads {THREADS}, {DRAIN_ROUNDS} rounds")
         rounds = [drain_once(n + 1) for n in range(DRAIN_ROUNDS)]
         say(f"Pickup latency and idle cost: runtasks --threads {THREADS} (default poll)")
         idle = latency_and_idle()
+        say(f"Event latency to a WebSocket dashboard: {LIVE_SAMPLES} stamp tasks, one at a time")
+        latency = {mode: event_latency(mode) for mode in ("embedded", "redis")}
+        say(f"Drain through Redis with {DASHBOARDS} dashboards vs none: {DASHBOARD_ROUNDS} rounds each")
+        watched: dict[int, list[dict[str, Any]]] = {0: [], DASHBOARDS: []}
+        for n in range(DASHBOARD_ROUNDS):
+            for count in (0, DASHBOARDS):
+                watched[count].append(drain_with_dashboards(n + 1, count))
     finally:
         connection.close()
         shutil.rmtree(WORK_DIR, ignore_errors=True)
@@ -243,6 +437,34 @@ def main() -> None:
         ("pickup latency max", f"{idle['max']:.1f} ms", ""),
         ("idle CPU", f"{idle['idle_cpu']:.3f} s / {IDLE_SECONDS:.0f} s", "utime+stime from /proc"),
         ("idle RSS", f"{idle['idle_rss']:.1f} MB", "VmRSS"),
+    ]  # fmt: skip
+    names = {"embedded": "embedded (--serve)", "redis": "through Redis"}
+    for mode, samples in latency.items():
+        for key, what, note in (
+            ("claimed", "task.claimed", "dashboard receipt - event at; p50 / p95"),
+            ("finished", "task.finished", ""),
+            ("page", "commit -> running on page", "task.claimed receipt - next_run"),
+        ):
+            values = samples[key]
+            value = f"{percentile(values, 50):.1f} / {percentile(values, 95):.1f} ms"
+            rows.append((f"event latency, {names[mode]}, {what}", value, note))
+    idle_rate = statistics.median(r["rate"] for r in watched[0])
+    busy_rate = statistics.median(r["rate"] for r in watched[DASHBOARDS])
+    delivered = [min(r["delivered"]) for r in watched[DASHBOARDS]]
+    web_cpu = {count: statistics.median(r["web_cpu"] for r in watched[count]) for count in watched}
+    own_cpu = statistics.median(r["own_cpu"] for r in watched[DASHBOARDS])
+    rows += [
+        ("drain through Redis, no dashboards (median)", f"{idle_rate:,.0f} tasks/s",
+         "runs: " + ", ".join(f"{r['rate']:,.0f}" for r in watched[0])),
+        (f"drain through Redis, {DASHBOARDS} dashboards (median)", f"{busy_rate:,.0f} tasks/s",
+         "runs: " + ", ".join(f"{r['rate']:,.0f}" for r in watched[DASHBOARDS])),
+        (f"  ratio {DASHBOARDS} dashboards / none", f"{busy_rate / idle_rate:.2f}", ""),
+        (f"  task events per dashboard, {DASHBOARDS} dashboards", f"min {min(delivered):,}",
+         f"of {4 * DRAIN_TASKS:,} published per round (fewest in each round: "
+         + ", ".join(f"{d:,}" for d in delivered) + ")"),
+        ("  daphne CPU during the drain", f"{web_cpu[DASHBOARDS]:.2f} s",
+         f"median; none: {web_cpu[0]:.2f} s; the {DASHBOARDS} clients: {own_cpu:.2f} s, "
+         f"on {os.cpu_count()} CPUs shared by all"),
     ]  # fmt: skip
     width = [max(len(row[i]) for row in rows) for i in range(3)]
     line = "-" * (sum(width) + 6)

@@ -101,7 +101,13 @@ if redis_url := os.environ.get("REDIS_URL"):
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # A prefix of its own lets several Conductors (or test runs) share one Redis.
-            "CONFIG": {"hosts": [redis_url], "prefix": os.environ.get("CHANNELS_PREFIX", "conductor")},
+            "CONFIG": {
+                # No read timeout: channels-redis waits on Redis longer than redis-py 8's default 5 s.
+                "hosts": [{"address": redis_url, "socket_timeout": None}],
+                "prefix": os.environ.get("CHANNELS_PREFIX", "conductor"),
+                # Room for bursts: a page that misses events resyncs from a snapshot anyway.
+                "capacity": 1000,
+            },
         }
     }
 else:

@@ -60,3 +60,48 @@ def start_runner() -> Iterator[Callable[..., RunningRunner]]:
     for running in started:
         if running.thread.is_alive():
             running.stop()
+
+
+# Dashboard WebSocket helpers (tests/integration/test_consumers.py and test_live_runner.py) -------------
+
+DASHBOARD_PATH = "/ws/dashboard/"
+GOOD_ORIGIN = b"http://localhost"
+
+
+def make_user(username: str, *, staff: bool = True, perms: tuple[str, ...] = (), superuser: bool = False):
+    """A real user; ``perms`` are codenames of the app's permissions (e.g. "view_task")."""
+    from django.contrib.auth.models import Permission, User
+
+    user = User.objects.create_user(username, password=None, is_staff=staff, is_superuser=superuser)
+    if perms:
+        user.user_permissions.add(
+            *Permission.objects.filter(content_type__app_label="app", codename__in=perms)
+        )
+    return user
+
+
+def session_headers(user: Any = None, origin: bytes = GOOD_ORIGIN) -> list[tuple[bytes, bytes]]:
+    """Headers of a browser logged in as ``user`` (a real database session), or of an anonymous one."""
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    headers = [(b"origin", origin)] if origin else []
+    if user is not None:
+        session = SessionStore()
+        session[SESSION_KEY] = str(user.pk)
+        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        session.save()
+        headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={session.session_key}".encode()))
+    return headers
+
+
+@pytest.fixture
+def fresh_channel_layer() -> Iterator[Any]:
+    """A new in-memory channel layer for the test: its queues bind to the test's own event loop."""
+    from channels.layers import channel_layers, get_channel_layer
+
+    channel_layers.backends = {}
+    yield get_channel_layer()
+    channel_layers.backends = {}

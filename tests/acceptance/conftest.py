@@ -6,11 +6,15 @@ read results with the ORM, so they need ``@pytest.mark.django_db(transaction=Tru
 see what the test commits, and the test must see what the runners commit.
 """
 
+import contextlib
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +22,8 @@ from urllib.parse import quote
 
 import pytest
 from django.db import connection
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as connect_websocket
 
 from app.runnerprocess import RunnerProcess
 from app.status import RunnerState
@@ -198,12 +204,12 @@ def start_runtasks(
     yield start
 
     leftovers = [p for p in started if p.popen.poll() is None]
-    for process in started:
-        process.close()
     failed = bool(request.node.stash.get(_failed_phases, set()))
     if failed or leftovers:
-        for process in started:
+        for process in started:  # the logs first: close() ends the log files
             print(f"\n{process!r}\n{process.log_tail()}")
+    for process in started:
+        process.close()
     if leftovers and not failed:
         pytest.fail(f"runners still running at teardown (killed): {leftovers}")
 
@@ -214,3 +220,203 @@ def marker_dir(tmp_path: Path) -> Path:
     path = tmp_path / "markers"
     path.mkdir()
     return path
+
+
+# Live state: a web server subprocess and dashboards connected to it over WebSocket ----------------
+
+#: How long a dashboard waits for one message or event (runners and web servers in other processes).
+LIVE_WAIT = 15.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (bound to port 0, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def redis_env() -> dict[str, str]:
+    """REDIS_URL and a channel prefix of the test's own, so that parallel runs never mix.
+
+    Redis must be running (scripts/require-services.py says how to start it): a test needing it fails
+    rather than skips when it is down.
+    """
+    return {"REDIS_URL": TEST_REDIS_URL, "CHANNELS_PREFIX": f"conductor-test-{uuid.uuid4().hex[:8]}"}
+
+
+#: The environment of a process on the in-memory channel layer (an empty REDIS_URL counts as unset).
+IN_MEMORY_ENV = {"REDIS_URL": ""}
+
+
+class WebProcess(RuntasksProcess):
+    """The web server (daphne serving server.asgi) as a subprocess; "up" means it accepts connections."""
+
+    def __init__(self, port: int, log_path: Path, env: dict[str, str]) -> None:
+        self.args = ["-b", "127.0.0.1", "-p", str(port), "server.asgi:application"]
+        self.port = port
+        self.log_path = log_path
+        self.worker_id = None
+        self._log = log_path.open("wb")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "daphne", *self.args],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.started = time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"<daphne port={self.port} pid={self.pid} rc={self.popen.returncode}>"
+
+    def record(self) -> None:
+        return None  # a web server has no RunnerProcess row
+
+    def is_up(self) -> bool:
+        self.check_alive()
+        return port_open(self.port)
+
+
+@pytest.fixture
+def start_web(
+    request: pytest.FixtureRequest, transactional_db: None, tmp_path: Path
+) -> Iterator[Callable[..., WebProcess]]:
+    """Start daphne on a free port, on the test database; killed at teardown (logs shown on failure).
+
+    ``env`` adds to runner_env(): redis_env() for channels-redis, IN_MEMORY_ENV for the in-memory layer.
+    """
+    started: list[WebProcess] = []
+
+    def start(env: dict[str, str] | None = None, port: int | None = None) -> WebProcess:
+        log_path = tmp_path / f"daphne-{len(started) + 1}.log"
+        process = WebProcess(port or free_port(), log_path, runner_env(**(env or {})))
+        started.append(process)
+        return process
+
+    yield start
+
+    if request.node.stash.get(_failed_phases, set()):
+        for process in started:
+            print(f"\n{process!r}\n{process.log_tail()}")  # before close(), which closes the log
+    for process in started:
+        process.close()
+
+
+class DashboardSocket:
+    """A dashboard's WebSocket (docs/protocol.md); keeps every message and event it has received.
+
+    The waits look through everything received so far, then read more until a deadline: events come
+    in batches, and what a test waits for may have arrived with an earlier message.
+    """
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.messages: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.connection.send(json.dumps(message))
+
+    def receive(self, timeout: float = LIVE_WAIT) -> dict[str, Any]:
+        message = json.loads(self.connection.recv(timeout=timeout))
+        self.messages.append(message)
+        if message.get("type") == "events":
+            self.events.extend(message["events"])
+        return message
+
+    def wait_for_message(
+        self, predicate: Callable[[dict], Any], what: str, timeout: float = LIVE_WAIT
+    ) -> dict[str, Any]:
+        return self._wait(lambda: next((m for m in self.messages if predicate(m)), None), what, timeout)
+
+    def wait_for_event(
+        self, predicate: Callable[[dict], Any], what: str, timeout: float = LIVE_WAIT
+    ) -> dict[str, Any]:
+        return self._wait(lambda: next((e for e in self.events if predicate(e)), None), what, timeout)
+
+    def snapshot(self, timeout: float = LIVE_WAIT) -> dict[str, Any]:
+        """The latest snapshot received (the one sent on connect, unless another was asked for)."""
+        return self.wait_for_message(lambda m: m.get("type") == "snapshot", "a snapshot", timeout)
+
+    def _wait(self, found: Callable[[], Any], what: str, timeout: float) -> Any:
+        deadline = time.monotonic() + timeout
+        while (result := found()) is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {what} within {timeout} s; received: {self.summary()}")
+            try:
+                self.receive(left)
+            except TimeoutError:
+                continue
+            except ConnectionClosed as exc:
+                raise AssertionError(
+                    f"the socket closed ({exc}) while waiting for {what}; received: {self.summary()}"
+                ) from None
+        return result
+
+    def summary(self, last: int = 30) -> str:
+        def describe(message: dict) -> str:
+            if message.get("type") != "events":
+                return str(message.get("type"))
+            return "events[" + ",".join(e["type"] for e in message["events"]) + "]"
+
+        kinds = [describe(m) for m in self.messages[-last:]]
+        return f"{len(self.messages)} messages, last {len(kinds)}: {kinds}"
+
+
+def staff_session_key(username: str = "staff") -> str:
+    """A staff superuser logged in through a real database session; returns the session key."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+    from django.contrib.sessions.backends.db import SessionStore
+
+    user = get_user_model().objects.create_superuser(username, f"{username}@example.com", "not-used")
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return session.session_key
+
+
+@pytest.fixture
+def open_dashboard(transactional_db: None) -> Iterator[Callable[..., DashboardSocket]]:
+    """Connect dashboards to ``ws://127.0.0.1:<port>/ws/dashboard/`` (as a staff superuser by default).
+
+    ``logged_in=False`` connects anonymously. Every socket is closed at teardown.
+    """
+    from django.conf import settings
+
+    staff_keys: list[str] = []
+    with contextlib.ExitStack() as sockets:
+
+        def open_socket(port: int, logged_in: bool = True) -> DashboardSocket:
+            headers = {}
+            if logged_in:
+                if not staff_keys:
+                    staff_keys.append(staff_session_key())
+                headers["Cookie"] = f"{settings.SESSION_COOKIE_NAME}={staff_keys[0]}"
+            connection = sockets.enter_context(
+                connect_websocket(
+                    f"ws://127.0.0.1:{port}/ws/dashboard/",
+                    origin=f"http://127.0.0.1:{port}",
+                    additional_headers=headers,
+                    proxy=None,
+                    open_timeout=LIVE_WAIT,
+                    close_timeout=2,
+                )
+            )
+            return DashboardSocket(connection)
+
+        yield open_socket

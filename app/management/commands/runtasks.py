@@ -102,7 +102,10 @@ class Command(BaseCommand):
     def _bridge(self, address: tuple[str, int] | None) -> ChannelBridge | None:
         """Where live state goes: the served dashboard, other processes through Redis, or nowhere."""
         if address is not None:
-            loop = serve.start_server(*address)
+            try:
+                loop = serve.start_server(*address)
+            except serve.ServeError as exc:
+                raise CommandError(f"--serve: {exc}") from exc
             self.stdout.write(f"Dashboard: http://{address[0]}:{address[1]}/dashboard/")
             return ChannelBridge(loop=loop).start()
         if layer_reaches_other_processes():
