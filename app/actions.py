@@ -13,6 +13,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.core.exceptions import ValidationError
 
+from app import events
 from app.bridge import DASHBOARD_GROUP, RUNNERS_GROUP, runner_group
 from app.snapshot import task_state
 from app.task import Task, TaskActionError
@@ -104,7 +105,7 @@ def _to_runner(run: TaskRun, command: str, by: str, reply_to: str | None, reques
 def announce(task_pk: int, wake: bool = False) -> None:
     """Tell every open dashboard how the task is now; with wake, make runners look at once."""
     task = Task.objects.get(pk=task_pk)
-    event = {"type": "task.changed", "at": time.time(), "task": task.pk, "task_id": task.task_id,
+    event = {"type": events.TASK_CHANGED, "at": time.time(), "task": task.pk, "task_id": task.task_id,
              "name": task.name, "state": task_state(task)}  # fmt: skip
     _group_send(DASHBOARD_GROUP, {"type": "conductor.events", "events": [event]})
     if wake:
@@ -112,7 +113,7 @@ def announce(task_pk: int, wake: bool = False) -> None:
 
 
 def announce_deleted(task_pk: int) -> None:
-    event = {"type": "task.deleted", "at": time.time(), "task": task_pk}
+    event = {"type": events.TASK_DELETED, "at": time.time(), "task": task_pk}
     _group_send(DASHBOARD_GROUP, {"type": "conductor.events", "events": [event]})
 
 

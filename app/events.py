@@ -43,6 +43,7 @@ RUN_PROGRESS = "run.progress"
 RUN_LOG = "run.log"
 RUN_CANCEL_REQUESTED = "run.cancel_requested"
 TASK_CHANGED = "task.changed"
+TASK_DELETED = "task.deleted"
 
 
 def log_sink(event: Event) -> None:

@@ -117,9 +117,9 @@ def runner_state(runner: Any, now: datetime | None = None) -> dict[str, Any]:
 def function_info(path: str) -> dict[str, Any]:
     func = registry.get(path)
     try:
-        parameters = inspect.signature(func).parameters.values()
-        shown = [p for p in parameters if p.name != CONTEXT_PARAMETER]  # given by Conductor, not typed in
-        signature = str(inspect.Signature(shown))
+        full = inspect.signature(func)
+        shown = [p for p in full.parameters.values() if p.name != CONTEXT_PARAMETER]  # Conductor gives it
+        signature = str(full.replace(parameters=shown))
     except (TypeError, ValueError):
         signature = "(...)"
     return {"path": path, "signature": signature, "doc": inspect.getdoc(func) or ""}
