@@ -3,6 +3,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 PG_URL ?= postgres://postgres@127.0.0.1:5432/conductor
+ADDR ?= 127.0.0.1:8000
+# The browser tests drive Debian's Chromium through Playwright (no browser download).
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: run test lint bench venv clean
 
@@ -19,12 +22,18 @@ $(STAMP): requirements.txt
 run: venv
 	@echo "==> Migrating the database (var/conductor.sqlite3 unless DATABASE_URL is set)"
 	@$(PY) manage.py migrate --noinput
+	@$(PY) manage.py ensureadmin
 	@echo "==> Loading the demo tasks"
 	@$(PY) manage.py loaddemo
-	@echo "==> Starting the runner (Ctrl-C once to finish running tasks, twice to stop at once)"
-	@$(PY) manage.py runtasks
+	@echo "==> Starting the runner with the dashboard at http://$(ADDR)/dashboard/"
+	@echo "    (Ctrl-C once to finish running tasks, twice to stop at once)"
+	@$(PY) manage.py runtasks --serve $(ADDR)
 
-test: venv
+$(CHROMIUM):
+	@echo "==> Installing Debian's chromium for the browser tests (needs root)"
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+
+test: venv $(CHROMIUM)
 	@$(PY) -m ruff check .
 	@$(PY) -m ruff format --check .
 	@$(PY) manage.py check --fail-level WARNING
