@@ -62,6 +62,10 @@ class RunLog:
             text, self.truncated = text[-self.limit :], True
         self._parts, self._size = [text], len(text)
 
+    def tail(self, characters: int) -> str:
+        """The last output so far, read from another thread without disturbing the writer."""
+        return "".join(list(self._parts))[-characters:]
+
     def getvalue(self) -> str:
         self._compact()
         text = self._parts[0] if self._parts else ""

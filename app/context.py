@@ -41,6 +41,7 @@ class TaskContext:
         self.progress: float | None = None
         self.progress_message = ""
         self.cancelled = False
+        self.log: Any = None  # the run's RunLog while it runs
         self._stop = threading.Event()
         self._last_progress_event = 0.0
 

@@ -40,6 +40,7 @@ def execute(task: Any, context: TaskContext | None = None) -> Outcome:
     started = time.time()
     output, error = None, ""
     with capture.capturing(on_chunk=_live_log(task, context)) as log:
+        context.log = log  # the runner reads the output so far when asked for the stack
         try:
             func = registry.get(task.func)
             kwargs = dict(task.args_in or {})

@@ -37,6 +37,7 @@ def execute_in_process(task: Any, context: TaskContext, on_chunk: Any) -> Outcom
     thread = threading.current_thread()
     started = time.time()
     log = capture.RunLog(conf.get().LOG_LIMIT, on_chunk)
+    context.log = log
     with tempfile.TemporaryDirectory(prefix="conductor-run-") as folder:
         result_path = Path(folder) / "result.json"
         child = _start_child(task, result_path)

@@ -32,6 +32,8 @@ from app.taskrun import Outcome, TaskRun
 from app.wakeup import SqliteWatcher, watcher_for_default_database
 
 logger = logging.getLogger("conductor.runner")
+#: Characters of a running task's output sent with its stack, so a page that opens late sees them.
+STACK_LOG_TAIL = 20000
 
 STATUS_EVENTS = {
     RunStatus.CANCELLED: events.TASK_CANCELLED,
@@ -467,8 +469,9 @@ class Runner:
         elif command == "cancel":
             self._cancel(active, message.get("by", ""))
         elif command == "stack":
+            log = active.context.log.tail(STACK_LOG_TAIL) if active.context.log is not None else ""
             self._reply(message, {"type": "thread.stack", "run": active.run.pk, "thread": active.thread.name,
-                                  "stack": active.stack(), "at": time.time()})  # fmt: skip
+                                  "stack": active.stack(), "log": log, "at": time.time()})  # fmt: skip
 
     def _cancel(self, active: ActiveRun, by: str) -> None:
         """Ask the task to stop; interrupt it if it has not ended after CANCEL_GRACE seconds."""

@@ -22,6 +22,7 @@ const state = {
   conn: { state: "connecting", code: null, attempts: 0, retryAt: null },
   skew: 0, // server clock minus ours, in seconds
   lastSnapshotAt: 0,
+  sequences: new Map(), // event source (a runner's bridge) -> last seq seen
   awaitingSince: null, // when we asked the server something and have heard nothing since
   user: { name: "", can_change: false, can_add: false },
   live: { ok: true, reason: "" },
@@ -210,12 +211,21 @@ function requestSnapshot() {
 
 const MESSAGE_HANDLERS = {
   snapshot: applySnapshot,
-  events: (message) => message.events.forEach(applyEvent),
+  events: onEvents,
   reply: onReply,
   error: onError,
   stack: onStack,
   "task.result": onTaskResult,
 };
+
+/** Events in order; a gap in a runner's sequence means some were dropped: resync from the database. */
+function onEvents(message) {
+  message.events.forEach(applyEvent);
+  if (message.source === undefined) return;
+  const last = state.sequences.get(message.source);
+  state.sequences.set(message.source, message.seq);
+  if (last !== undefined && message.seq !== last + 1) requestSnapshot();
+}
 
 function onMessage(event) {
   let message;
