@@ -36,7 +36,12 @@ def execute(task: Any, context: TaskContext | None = None) -> Outcome:
     if task.isolation == Isolation.PROCESS:
         from app.isolation import execute_in_process
 
-        return execute_in_process(task, context, _live_log(task, context))
+        started = time.time()
+        try:
+            return execute_in_process(task, context, _live_log(task, context))
+        except Exception:  # the child could not even start: a failure (retried as such), not a crash
+            return Outcome(RunStatus.FAILED, started, time.time(), error=traceback.format_exc(),
+                           thread_name=thread.name, thread_ident=thread.ident)  # fmt: skip
     started = time.time()
     output, error = None, ""
     with capture.capturing(on_chunk=_live_log(task, context)) as log:

@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cron_descriptor import get_description
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 
 class ScheduleError(ValueError):
@@ -27,6 +27,12 @@ def check(expression: str, timezone_name: str) -> None:
             f"{expression!r} is not a cron expression: give five fields, minute hour day month weekday, "
             "e.g. '30 2 * * 1-5' (02:30 on weekdays) or '*/15 * * * *' (every 15 minutes)."
         )
+    try:
+        croniter(expression, datetime(2000, 1, 1)).get_next(datetime)
+    except CroniterBadDateError:
+        raise ScheduleError(
+            f"{expression!r} never fires (a date like February 30th); fix the day or month."
+        ) from None
 
 
 def zone(name: str) -> ZoneInfo:
@@ -72,27 +78,35 @@ def first_run(task: Any, now: datetime) -> datetime:
     return start
 
 
-def next_loop_run(task: Any, now: datetime) -> datetime:
-    """The run after the one scheduled at task.next_run: no drift, and no burst after downtime.
+def next_loop_run(task: Any, now: datetime, started: datetime | None = None) -> datetime:
+    """The run after this period's: no drift, and no burst after downtime.
 
-    When the next period has already passed (an overrun, or the runners were down), ``catch_up`` says
-    what happens: "once" runs at once and then keeps the schedule, "skip" goes on at the next period.
+    The period is the one the run was scheduled for (``period_start``, kept across its retries). When
+    the next period has already passed, ``catch_up`` says what happens. "once": a run that started on
+    time but overran is followed at once; a run that was itself the late catch-up (it started a period
+    or more after its time) is followed one interval after it started, so a catch-up is one run, never
+    two. "skip": on at the next period of the original schedule.
     """
     from app.status import CatchUp
 
-    scheduled = task.next_run or now
+    scheduled = task.period_start or task.next_run or now
+    started = started or scheduled  # unknown: taken as on time
     if task.cron:
         following = next_run(task.cron, task.timezone, scheduled, previous=scheduled)
         if following > now:
             return following
-        return now if task.catch_up == CatchUp.ONCE else next_run(task.cron, task.timezone, now, scheduled)
+        if task.catch_up == CatchUp.SKIP or following <= started:  # skip, or this run was the catch-up
+            return next_run(task.cron, task.timezone, now, previous=scheduled)
+        return now
     interval = timedelta(seconds=task.interval)
     following = scheduled + interval
     if following >= now:
         return following
-    if task.catch_up == CatchUp.ONCE:
-        return now
-    return scheduled + interval * math.ceil((now - scheduled) / interval)
+    if task.catch_up == CatchUp.SKIP:
+        return scheduled + interval * math.ceil((now - scheduled) / interval)
+    if started - scheduled >= interval:  # this run was the catch-up after downtime
+        return max(started + interval, now)
+    return now
 
 
 def retry_delay(task: Any, attempt: int) -> float:

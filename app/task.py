@@ -3,6 +3,8 @@
 import json
 import math
 import operator
+import time
+import traceback
 import uuid
 from datetime import datetime, timedelta
 from functools import reduce
@@ -96,6 +98,8 @@ def _claim(candidates: list[tuple[int, bool, int]], runner: Any, from_status: st
         fence=F("fence") + 1,
         attempts=F("attempts") + 1,
         attempt=F("attempt") + 1,
+        # A new series keeps the time it was due: retries must not shift a loop's schedule.
+        period_start=Case(When(attempt=0, then=F("next_run")), default=F("period_start")),
     )
     # Ours are exactly those whose fence our UPDATE bumped, never a task that was already running.
     running = Task.objects.filter(id__in=fences, status=TaskStatus.RUNNING, runner=runner_id)
@@ -182,6 +186,9 @@ class Task(models.Model):
     )
     retry_delay_max = models.FloatField(default=3600, help_text="Longest wait between retries, in seconds.")
     attempt = models.PositiveIntegerField(default=0, help_text="Try number of the current run (0: none yet).")
+    period_start = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When the current run (and its retries) was due."
+    )
 
     # Where and in what order
     isolation = models.CharField(max_length=10, choices=Isolation.choices, default=Isolation.THREAD)
@@ -316,6 +323,7 @@ class Task(models.Model):
     def run(self) -> Any:
         """Run the function now, in the calling thread, and record the run; returns the TaskRun."""
         from app.execution import execute
+        from app.taskrun import Outcome
 
         if self.pk is None:
             self.save()
@@ -328,7 +336,13 @@ class Task(models.Model):
                 + (" or another db_use task holds the database lease." if self.db_use else ".")
             )
         task, run = claimed[0]
-        run.finish(execute(task))
+        started = time.time()
+        try:
+            outcome = execute(task)
+        except BaseException:  # e.g. Ctrl-C: record the run as failed, never leave it open
+            run.finish(Outcome(RunStatus.FAILED, started, time.time(), error=traceback.format_exc()))
+            raise
+        run.finish(outcome)
         self.refresh_from_db()
         run.refresh_from_db()
         return run
@@ -340,9 +354,9 @@ class Task(models.Model):
         return now + timedelta(seconds=schedule.retry_delay(self, self.attempt))
 
     def fields_after_run(
-        self, status: str, now: datetime, retry_at: datetime | None = None
+        self, status: str, now: datetime, retry_at: datetime | None = None, started: datetime | None = None
     ) -> dict[str, Any]:
-        """How this (claimed) task changes after a run that ended with ``status``."""
+        """How this (claimed) task changes after a run that started at ``started``, ended ``status``."""
         if status == RunStatus.INTERRUPTED:
             return {"status": TaskStatus.WAITING, "next_run": now}
         if retry_at is not None:
@@ -354,12 +368,14 @@ class Task(models.Model):
         # The UPDATE reads the loop flag itself: "stop looping" may have cleared it during the run.
         return {
             "status": Case(When(loop=True, then=Value(TaskStatus.WAITING)), default=Value(one_off)),
-            "next_run": Case(When(loop=True, then=Value(self.next_loop_run(now))), default=F("next_run")),
+            "next_run": Case(
+                When(loop=True, then=Value(self.next_loop_run(now, started))), default=F("next_run")
+            ),
             **series_over,
         }
 
-    def next_loop_run(self, now: datetime) -> datetime:
-        return schedule.next_loop_run(self, now)
+    def next_loop_run(self, now: datetime, started: datetime | None = None) -> datetime:
+        return schedule.next_loop_run(self, now, started)
 
     # Actions (dashboard, admin): each says what it did, or raises TaskActionError saying why not.
 

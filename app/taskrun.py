@@ -106,7 +106,7 @@ class TaskRun(models.Model):
         if retry_at is not None:
             TaskRun.objects.filter(pk=self.pk).update(retry_at=retry_at)
         updated = Task.objects.filter(pk=task.pk, fence=self.fence, status=TaskStatus.RUNNING).update(
-            **task.fields_after_run(outcome.status, now, retry_at),
+            **task.fields_after_run(outcome.status, now, retry_at, started=_at(outcome.started)),
             runner=None,
             last_run=_at(outcome.started),
             last_status=outcome.status,
