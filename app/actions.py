@@ -18,6 +18,7 @@ from app.bridge import DASHBOARD_GROUP, RUNNERS_GROUP, runner_group
 from app.snapshot import task_state
 from app.task import Task, TaskActionError
 from app.taskrun import TaskRun
+from app.wakeup import notify_runners
 
 logger = logging.getLogger("conductor.actions")
 
@@ -109,6 +110,7 @@ def announce(task_pk: int, wake: bool = False) -> None:
              "name": task.name, "state": task_state(task)}  # fmt: skip
     _group_send(DASHBOARD_GROUP, {"type": "conductor.events", "events": [event]})
     if wake:
+        notify_runners()
         _group_send(RUNNERS_GROUP, {"type": "runner.command", "command": "wake"})
 
 

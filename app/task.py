@@ -19,6 +19,7 @@ from django.utils import timezone
 from app import registry, schedule
 from app.lease import DB_USE, Lease
 from app.status import TASK_STATUS_AFTER_RUN, CatchUp, Isolation, RunStatus, TaskStatus
+from app.wakeup import notify_runners
 
 #: Longest interval, delay or time limit accepted: 100 years (dates beyond that overflow).
 MAX_SECONDS = 100 * 365.25 * 24 * 3600
@@ -238,6 +239,7 @@ class Task(models.Model):
         if self.next_run is None:  # a new task, or one whose next run was cleared
             self.next_run = schedule.first_run(self, timezone.now())
         super().save(*args, **kwargs)
+        notify_runners()
 
     def clean(self) -> None:
         errors = {

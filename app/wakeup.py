@@ -3,8 +3,8 @@
 A timed poll cannot be both quick and cheap (a loop that merely wakes 50 times a second costs real CPU on
 small machines), so on SQLite the runner watches the database's directory with inotify: a write to the
 ``-wal`` file wakes the watcher, which confirms with ``PRAGMA data_version`` that a commit is visible
-before it wakes the runner. The runner's own slow poll stays as the safety net, and is all there is on
-other databases or systems without inotify.
+before it wakes the runner. On PostgreSQL, saving a task sends NOTIFY and runners LISTEN. The runner's
+own slow poll stays as the safety net (bulk inserts notify nobody), and is all there is elsewhere.
 """
 
 import logging
@@ -82,8 +82,65 @@ def _data_version(probe: sqlite3.Connection) -> int:
     return probe.execute("PRAGMA data_version").fetchone()[0]
 
 
-def watcher_for_default_database(wake: Callable[[], None]) -> SqliteWatcher | None:
+#: The PostgreSQL channel on which saved tasks wake the runners.
+CHANNEL = "conductor_tasks"
+#: Longest a PostgreSQL watcher blocks before it looks whether it should stop.
+LISTEN_SLICE = 1.0
+
+
+class PostgresWatcher:
+    """Calls ``wake()`` when a task is saved anywhere: LISTEN on a connection of its own."""
+
+    def __init__(self, settings_dict: dict, wake: Callable[[], None]) -> None:
+        self.settings_dict = settings_dict
+        self.wake = wake
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="conductor-wakeup", daemon=True)
+
+    def start(self) -> "PostgresWatcher":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=LISTEN_SLICE + 2)
+
+    def _watch(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                self._listen()
+            except Exception:
+                logger.exception("LISTEN for new tasks failed; polling meanwhile, retrying in 5 s")
+                self._stopped.wait(5)
+
+    def _listen(self) -> None:
+        import psycopg
+
+        params = {
+            "dbname": self.settings_dict["NAME"],
+            "user": self.settings_dict.get("USER") or None,
+            "password": self.settings_dict.get("PASSWORD") or None,
+            "host": self.settings_dict.get("HOST") or None,
+            "port": self.settings_dict.get("PORT") or None,
+        }
+        with psycopg.connect(autocommit=True, **{k: v for k, v in params.items() if v}) as listener:
+            listener.execute(f"LISTEN {CHANNEL}")
+            while not self._stopped.is_set():
+                for _ in listener.notifies(timeout=LISTEN_SLICE):
+                    self.wake()
+
+
+def notify_runners() -> None:
+    """Wake every runner listening on PostgreSQL (delivered when the transaction commits)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"NOTIFY {CHANNEL}")
+
+
+def watcher_for_default_database(wake: Callable[[], None]) -> SqliteWatcher | PostgresWatcher | None:
     """A started watcher for the default database, or None where only polling works."""
+    if connection.vendor == "postgresql":
+        return PostgresWatcher(connection.settings_dict, wake).start()
     if connection.vendor != "sqlite":
         return None
     database = Path(connection.settings_dict["NAME"])
