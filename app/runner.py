@@ -32,6 +32,8 @@ from app.taskrun import Outcome, TaskRun
 from app.wakeup import SqliteWatcher, watcher_for_default_database
 
 logger = logging.getLogger("conductor.runner")
+#: Longest wait between two tries to reach a database that went away, in seconds.
+DATABASE_RETRY_MAX = 30.0
 #: Characters of a running task's output sent with its stack, so a page that opens late sees them.
 STACK_LOG_TAIL = 20000
 
@@ -77,6 +79,7 @@ class Runner:
         self._once_cutoff: datetime | None = None
         self._watcher: SqliteWatcher | None = None
         self._wake_pending = False
+        self._database_failures = 0
         self.up = threading.Event()  # set once registered: tests and --serve wait on it
 
     # Public API -------------------------------------------------------------------------------
@@ -143,9 +146,32 @@ class Runner:
                 self._heartbeat(now)
             if not self._stop_requests:
                 self._claim(now)
-        except DatabaseError:
-            logger.exception("Database error in runner %s; retrying shortly", self.worker_id)
-            self._next_poll = time.monotonic() + self.options.poll
+        except DatabaseError as exc:
+            self._on_database_error(exc)
+        else:
+            self._on_database_ok()
+
+    def _on_database_error(self, exc: DatabaseError) -> None:
+        """Running tasks go on; bookkeeping waits, retried with backoff (outcomes are kept meanwhile)."""
+        self._database_failures += 1
+        delay = min(self.options.poll * 2 ** (self._database_failures - 1), DATABASE_RETRY_MAX)
+        if self._database_failures == 1:
+            logger.error("Runner %s cannot reach the database (%s); running tasks go on, retrying",
+                         self.worker_id, str(exc).strip())  # fmt: skip
+            self._publish(events.RUNNER_DEGRADED, reason=f"database unreachable: {str(exc).strip()}")
+        else:
+            logger.warning(
+                "Database still unreachable (try %d); next try in %.1f s", self._database_failures, delay
+            )
+        connections.close_all()  # a fresh connection next time
+        self._next_poll = self._next_heartbeat = time.monotonic() + delay
+
+    def _on_database_ok(self) -> None:
+        if self._database_failures:
+            logger.info("Runner %s reaches the database again after %d failed tries",
+                        self.worker_id, self._database_failures)  # fmt: skip
+            self._publish(events.RUNNER_RECOVERED)
+            self._database_failures = 0
 
     def _receive(self, timeout: float) -> list[tuple[str, Any]]:
         try:

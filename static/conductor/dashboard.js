@@ -317,6 +317,9 @@ const EVENT_HANDLERS = {
     for (const [run, thread] of state.threads) if (thread.runner === e.runner) state.threads.delete(run);
   },
   "runner.presumed_dead": () => soonSnapshot(),
+  "runner.degraded": (e) => updateRunner(e, { state: "degraded", degraded_reason: e.reason }),
+  "runner.recovered": (e) => updateRunner(e, { state: "running", degraded_reason: null }),
+  "task.deleted": (e) => state.tasks.delete(e.task),
   "runs.recovered": (e) => {
     updateRunner({ runner: e.dead_runner }, { state: "dead", busy: 0 });
     endRuns(e.runs ?? [], "interrupted");

@@ -5,6 +5,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
@@ -275,3 +276,22 @@ def test_max_tasks_stops_after_that_many_runs(start_runner):
     assert running.exit_code == 0
     assert TaskRun.objects.count() == 4
     assert Task.objects.waiting().count() == 2
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="cuts live PostgreSQL sessions")
+def test_a_runner_that_loses_the_database_keeps_its_task_and_recovers(start_runner, tmp_path):
+    started, release = tmp_path / "started", tmp_path / "release"
+    task = make_task(functions.touch_then_wait, args_in={"started": str(started), "release": str(release)})
+    with events.recording() as recorded:
+        start_runner(poll=0.1)
+        wait_until(started.exists)
+        with connection.cursor() as cursor:  # every other session of this database is cut, as by a failover
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        recorded.wait_for(lambda e: e["type"] == events.RUNNER_DEGRADED, timeout=15)
+        release.touch()  # the running task went on meanwhile; its result is recorded once back
+        recorded.wait_for(lambda e: e["type"] == events.RUNNER_RECOVERED, timeout=30)
+        wait_until(lambda: finished(task), timeout=30)
+    assert TaskRun.objects.get(task=task).status == RunStatus.FINISHED
