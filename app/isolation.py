@@ -45,6 +45,7 @@ def execute_in_process(task: Any, context: TaskContext, on_chunk: Any) -> Outcom
         reader.start()
         status, error = _supervise(child, task, context)
         reader.join(timeout=5)
+        child.stdout.close()
         log.flush_live()
         output = None
         if status is None:
@@ -62,7 +63,7 @@ def _start_child(task: Any, result_path: Path) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
         cwd=BASE_DIR,
-        env=child_environment(),
+        env=child_environment(task.func),
         start_new_session=True,  # its own process group: killing it kills what it started too
     )
     spec = {"func": task.func, "args_in": task.args_in or {}, "task": task.pk, "task_id": task.task_id,
@@ -72,13 +73,18 @@ def _start_child(task: Any, result_path: Path) -> subprocess.Popen:
     return child
 
 
-def child_environment() -> dict[str, str]:
-    """The parent's settings, database (the one in use, even a test one) and task modules."""
+def child_environment(func_path: str) -> dict[str, str]:
+    """The parent's settings, database (the one in use, even a test one) and task modules.
+
+    The function's own module is among the task modules: the parent found it registered, so it may run.
+    """
+    modules = [*conf.get().TASK_MODULES, func_path.rpartition(".")[0]]
     return {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE,
+        # (None under override_settings, which keeps the module it overrides in the environment)
+        "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE or os.environ.get("DJANGO_SETTINGS_MODULE", ""),
         "DATABASE_URL": database_url(connection.settings_dict),
-        "CONDUCTOR_TASK_MODULES": ",".join(conf.get().TASK_MODULES),
+        "CONDUCTOR_TASK_MODULES": ",".join(dict.fromkeys(modules)),
         "PYTHONUNBUFFERED": "1",
     }
 

@@ -111,5 +111,6 @@ def next_loop_run(task: Any, now: datetime, started: datetime | None = None) -> 
 
 def retry_delay(task: Any, attempt: int) -> float:
     """Seconds before retry number ``attempt``: exponential backoff, capped, with "equal jitter"."""
-    ceiling = min(task.retry_delay * 2 ** (attempt - 1), task.retry_delay_max)
+    doublings = min(attempt - 1, 64)  # beyond that every delay is capped anyway; 2**big overflows a float
+    ceiling = min(task.retry_delay * 2**doublings, task.retry_delay_max)
     return ceiling / 2 + random.uniform(0, ceiling / 2)

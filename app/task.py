@@ -275,7 +275,7 @@ class Task(models.Model):
 
     def _number_errors(self) -> dict[str, str]:
         errors = {}
-        if self.loop and not _positive(self.interval):
+        if self.loop and not self.cron and not _positive(self.interval):
             errors["interval"] = (
                 f"A looping task needs an interval above 0 and up to {MAX_SECONDS:.0f} seconds "
                 f"(got {self.interval}); set it to the seconds between runs, e.g. 60."
@@ -311,7 +311,9 @@ class Task(models.Model):
                 errors[field] = (
                     f"{field} must be 0 to {MAX_SECONDS:.0f} seconds (got {getattr(self, field)})."
                 )
-        if self.max_runs is not None and not self.loop and not self.cron:
+        if self.max_runs is not None and self.max_runs < 1:
+            errors["max_runs"] = "max_runs must be 1 or more; leave it empty for no limit."
+        elif self.max_runs is not None and not self.loop and not self.cron:
             errors["max_runs"] = "max_runs limits a looping task; set loop (or a cron schedule) or clear it."
         return errors
 
