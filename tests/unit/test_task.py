@@ -493,15 +493,16 @@ def test_looping_task_waits_for_previous_next_run_plus_interval():
 
 
 @pytest.mark.django_db
-def test_looping_task_after_an_overrun_is_due_now():
+def test_looping_task_run_long_after_its_time_is_the_catch_up_and_is_followed_an_interval_later():
     task = make_task(loop=True, interval=60, next_run=timezone.now() - timedelta(hours=2))
 
     before = timezone.now()
-    task.run()
+    run = task.run()
     after = timezone.now()
 
     assert task.status == TaskStatus.WAITING
-    assert before <= task.next_run <= after
+    assert run.started_at + timedelta(seconds=60) == task.next_run  # once, not a burst of two
+    assert before + timedelta(seconds=60) <= task.next_run <= after + timedelta(seconds=60)
 
 
 @pytest.mark.django_db
