@@ -23,8 +23,8 @@ from typing import IO, Any
 from django.conf import settings
 from django.db import connection
 
-from app import capture, conf
-from app.context import TaskContext
+from app import capture, conf, registry
+from app.context import TaskContext, accepts_context
 from app.status import RunStatus
 from app.taskrun import Outcome
 
@@ -41,11 +41,11 @@ def execute_in_process(task: Any, context: TaskContext, on_chunk: Any) -> Outcom
     with tempfile.TemporaryDirectory(prefix="conductor-run-") as folder:
         result_path = Path(folder) / "result.json"
         child = _start_child(task, result_path)
-        reader = threading.Thread(target=_relay, args=(child.stdout, log, context), daemon=True)
-        reader.start()
-        status, error = _supervise(child, task, context)
-        reader.join(timeout=5)
-        child.stdout.close()
+        with child.stdout:  # closed however the wait ends, interrupts included
+            reader = threading.Thread(target=_relay, args=(child.stdout, log, context), daemon=True)
+            reader.start()
+            status, error = _supervise(child, task, context)
+            reader.join(timeout=5)
         log.flush_live()
         output = None
         if status is None:
@@ -111,8 +111,14 @@ def _relay(stream: IO[str], log: capture.RunLog, context: TaskContext) -> None:
 
 
 def _supervise(child: subprocess.Popen, task: Any, context: TaskContext) -> tuple[str | None, str]:
-    """Wait for the child; kill it at kill_time or on a stop request. None: it ended by itself."""
+    """Wait for the child; kill it at kill_time or on cancel. None: it ended by itself.
+
+    A stopping runner only asks (SIGTERM, which a function that takes ``context`` sees as
+    stop_requested); the child then has the runner's whole grace period, as a thread has, and is
+    killed when the runner interrupts this thread after it.
+    """
     deadline = time.monotonic() + task.kill_time if task.kill_time else None
+    asked = False
     try:
         while True:
             try:
@@ -120,10 +126,13 @@ def _supervise(child: subprocess.Popen, task: Any, context: TaskContext) -> tupl
                 return None, ""
             except subprocess.TimeoutExpired:
                 pass
-            if context.stop_requested:
+            if context.cancelled:
                 _end(child)
-                status = RunStatus.CANCELLED if context.cancelled else RunStatus.INTERRUPTED
-                return status, "The child process was stopped on request.\n"
+                return RunStatus.CANCELLED, "The child process was stopped on request: the run was cancelled.\n"
+            if context.stop_requested and not asked:
+                asked = True
+                if _takes_context(task):
+                    _signal(child, signal.SIGTERM)
             if deadline is not None and time.monotonic() >= deadline:
                 _kill(child)
                 return RunStatus.TIMED_OUT, (
@@ -132,6 +141,13 @@ def _supervise(child: subprocess.Popen, task: Any, context: TaskContext) -> tupl
     except BaseException:
         _kill(child)  # the thread itself is being interrupted: never leave the child behind
         raise
+
+
+def _takes_context(task: Any) -> bool:
+    try:
+        return accepts_context(registry.get(task.func))
+    except registry.UnknownFunction:
+        return False
 
 
 def _end(child: subprocess.Popen) -> None:
