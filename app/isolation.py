@@ -128,7 +128,10 @@ def _supervise(child: subprocess.Popen, task: Any, context: TaskContext) -> tupl
                 pass
             if context.cancelled:
                 _end(child)
-                return RunStatus.CANCELLED, "The child process was stopped on request: the run was cancelled.\n"
+                return (
+                    RunStatus.CANCELLED,
+                    "The child process was stopped on request: the run was cancelled.\n",
+                )
             if context.stop_requested and not asked:
                 asked = True
                 if _takes_context(task):

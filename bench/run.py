@@ -19,11 +19,20 @@ Live state (a WebSocket dashboard, bench/live.py), measured embedded and through
   50 connected dashboards vs none (3 rounds each, alternating); tasks/s as above, the events each
   dashboard received (4 task events per task) and daphne's CPU time during the drain.
 
-Redis must be running (redis://127.0.0.1:6379/0, or BENCH_REDIS_URL); the bench fails without it.
+On PostgreSQL (bench/pg.py, a process of its own; a fresh database of the bench's own):
+
+- drain with 1, 2 and 4 ``runtasks --threads 8 --once`` processes started together, 2,000 no-op tasks.
+- pickup latency of one idle runner with the default ``--poll``, tasks saved one at a time (``save()``
+  notifies listening runners) and inserted with ``bulk_create`` (nothing but the poll finds them).
+
+Redis must be running (redis://127.0.0.1:6379/0, or BENCH_REDIS_URL), and PostgreSQL
+(postgres://postgres@127.0.0.1:5432/postgres, or BENCH_PG_URL, a user that may create databases); the
+bench fails without them.
 
 These are measurements, not tests: nothing here passes or fails on a number.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -77,12 +86,9 @@ from app.status import RunnerState, RunStatus, TaskStatus  # noqa: E402
 from app.task import Task  # noqa: E402
 from app.taskrun import TaskRun  # noqa: E402
 from bench import live  # noqa: E402
+from bench.common import fail, percentile, say, wait_for  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
 
 
 def fresh_database() -> None:
@@ -138,22 +144,6 @@ def stop(process: subprocess.Popen, log_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait(10)
-
-
-def fail(message: str, log_path: Path | None = None) -> None:
-    tail = "\n".join(log_path.read_text().splitlines()[-30:]) if log_path else ""
-    raise SystemExit(f"bench failed: {message}\n{tail}")
-
-
-def wait_for(predicate, timeout: float, what: str, process=None, log_path=None, interval=0.005):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if process is not None and process.poll() is not None:
-            fail(f"runtasks exited with {process.returncode} while waiting for {what}", log_path)
-        if time.monotonic() > deadline:
-            fail(f"timed out after {timeout} s waiting for {what}", log_path)
-        time.sleep(interval)
-    return value
 
 
 # Drain throughput ---------------------------------------------------------------------------------
@@ -399,10 +389,14 @@ def drain_with_dashboards(round_no: int, count: int) -> dict[str, Any]:
     return {"rate": rate, "wall": wall, "web_cpu": web_cpu, "own_cpu": own_cpu, "delivered": delivered}
 
 
-def percentile(ordered: list[float], pct: float) -> float:
-    """Nearest-rank percentile of an ascending list."""
-    rank = max(1, round(pct / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
+def postgres_rows() -> list[tuple[str, str, str]]:
+    """Run bench/pg.py in a process of its own (its Django uses PostgreSQL) and return its table rows."""
+    out = WORK_DIR / "postgres.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
+    command = [sys.executable, "-m", "bench.pg", "--out", str(out)]
+    if (code := subprocess.run(command, cwd=REPO_ROOT, env=env).returncode) != 0:
+        raise SystemExit(f"bench failed: bench/pg.py exited with {code}")
+    return [tuple(row) for row in json.loads(out.read_text())]
 
 
 def main() -> None:
@@ -421,6 +415,7 @@ def main() -> None:
         for n in range(DASHBOARD_ROUNDS):
             for count in (0, DASHBOARDS):
                 watched[count].append(drain_with_dashboards(n + 1, count))
+        postgres = postgres_rows()
     finally:
         connection.close()
         shutil.rmtree(WORK_DIR, ignore_errors=True)
@@ -466,6 +461,7 @@ def main() -> None:
          f"median; none: {web_cpu[0]:.2f} s; the {DASHBOARDS} clients: {own_cpu:.2f} s, "
          f"on {os.cpu_count()} CPUs shared by all"),
     ]  # fmt: skip
+    rows += postgres
     width = [max(len(row[i]) for row in rows) for i in range(3)]
     line = "-" * (sum(width) + 6)
     say("\n" + line)
