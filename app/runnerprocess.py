@@ -33,7 +33,9 @@ class RunnerQuerySet(models.QuerySet):
 
         now = timezone.now()
         with transaction.atomic():
-            runner_ids = list(self.values_list("id", flat=True))
+            # Locked, and (on PostgreSQL) re-checked after any wait: a runner that signed in again
+            # meanwhile is no longer stale and is left alone.
+            runner_ids = list(self.select_for_update().values_list("id", flat=True))
             if not runner_ids:
                 return []
             open_runs = TaskRun.objects.filter(runner_id__in=runner_ids, finished_at__isnull=True)
@@ -91,7 +93,7 @@ class RunnerProcess(models.Model):
             "stopped_at": None,
         }
         with transaction.atomic():
-            previous = cls.objects.filter(worker_id=worker_id).first()
+            previous = cls.objects.select_for_update().filter(worker_id=worker_id).first()
             if previous is not None:
                 previous.ensure_gone()
                 cls.objects.filter(pk=previous.pk).recover(

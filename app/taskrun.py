@@ -35,6 +35,11 @@ def _at(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, tz=UTC)
 
 
+REFUSED = (
+    "Result refused: the run had been recovered (its runner was presumed dead) and its task given back.\n"
+)
+
+
 class TaskRunQuerySet(models.QuerySet):
     def running(self) -> "TaskRunQuerySet":
         return self.filter(finished_at__isnull=True)
@@ -86,25 +91,9 @@ class TaskRun(models.Model):
 
         if self.status == RunStatus.TIMED_OUT:
             outcome.status = RunStatus.TIMED_OUT  # reported as overrunning: it stays timed out
-        closed = TaskRun.objects.filter(pk=self.pk, finished_at__isnull=True).update(
-            status=outcome.status,
-            started_at=_at(outcome.started),
-            finished_at=_at(outcome.finished),
-            duration=outcome.duration,
-            output=outcome.output,
-            error=outcome.error,
-            log=outcome.log,
-            thread_name=outcome.thread_name,
-            thread_ident=outcome.thread_ident,
-            progress=outcome.progress,
-            progress_message=outcome.progress_message,
-        )
-        if not closed:
-            return False
         task = self.task
         retry_at = task.retry_at_after(outcome.status, now)
-        if retry_at is not None:
-            TaskRun.objects.filter(pk=self.pk).update(retry_at=retry_at)
+        # The task first, fenced: only the run its current claim opened may record a result.
         updated = Task.objects.filter(pk=task.pk, fence=self.fence, status=TaskStatus.RUNNING).update(
             **task.fields_after_run(outcome.status, now, retry_at, started=_at(outcome.started)),
             runner=None,
@@ -114,11 +103,29 @@ class TaskRun(models.Model):
             error=outcome.error,
             updated_at=now,
         )
-        if not updated:
-            return False  # the task was claimed again since: the run is recorded, the task untouched
+        if not updated:  # recovered elsewhere, maybe run again: this late result must not count
+            self._close(outcome, RunStatus.INTERRUPTED, REFUSED + outcome.error)
+            return False
+        self._close(outcome, outcome.status, outcome.error, retry_at)
         if task.db_use:
             Lease.objects.release(DB_USE, task.pk)
         return True
+
+    def _close(self, outcome: Outcome, status: str, error: str, retry_at: datetime | None = None) -> int:
+        return TaskRun.objects.filter(pk=self.pk, finished_at__isnull=True).update(
+            status=status,
+            started_at=_at(outcome.started),
+            finished_at=_at(outcome.finished),
+            duration=outcome.duration,
+            output=outcome.output,
+            error=error,
+            log=outcome.log,
+            thread_name=outcome.thread_name,
+            thread_ident=outcome.thread_ident,
+            progress=outcome.progress,
+            progress_message=outcome.progress_message,
+            retry_at=retry_at,
+        )
 
     @classmethod
     def finish_many(cls, finished: list[tuple["TaskRun", Outcome]]) -> list[bool]:

@@ -763,6 +763,7 @@ def test_finish_after_the_task_was_claimed_again_is_refused_and_keeps_the_lease(
     assert snapshot(Task.objects.get(pk=task.pk), [*TASK_FIELDS, "fence", "runner_id"]) == task_before
     assert Task.objects.get(pk=task.pk).status == TaskStatus.RUNNING
     assert Lease.objects.get(name=DB_USE).task_id == task.pk  # still held for the newer claim
-    stored = TaskRun.objects.get(pk=run.pk)  # the late run itself is still recorded
-    assert (stored.status, stored.output) == (RunStatus.FAILED, "late")
+    stored = TaskRun.objects.get(pk=run.pk)  # the late run is recorded, but never as a result that counts
+    assert (stored.status, stored.output) == (RunStatus.INTERRUPTED, "late")
+    assert stored.error.startswith("Result refused")
     assert stored.finished_at is not None
