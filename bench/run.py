@@ -401,6 +401,7 @@ def postgres_rows() -> list[tuple[str, str, str]]:
 
 def main() -> None:
     began = time.monotonic()
+    load_at_start = os.getloadavg()[0]
     require_redis()
     say(f"Conductor bench: embedded default (SQLite file in {WORK_DIR})")
     try:
@@ -468,7 +469,11 @@ def main() -> None:
     for name, value, note in rows:
         say(f"{name:<{width[0]}}  {value:>{width[1]}}  {note}")
     say(line)
-    say(f"bench took {time.monotonic() - began:.0f} s")
+    # Every number above is shared-CPU time: other work on the machine shows up in all of them.
+    say(
+        f"bench took {time.monotonic() - began:.0f} s on {os.cpu_count()} CPUs; load average (1 min) "
+        f"{load_at_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
+    )
 
 
 if __name__ == "__main__":
