@@ -80,6 +80,7 @@ class Runner:
         self._watcher: SqliteWatcher | None = None
         self._wake_pending = False
         self._database_failures = 0
+        self._recover_not_before = 0.0
         self.up = threading.Event()  # set once registered: tests and --serve wait on it
 
     # Public API -------------------------------------------------------------------------------
@@ -172,6 +173,10 @@ class Runner:
                         self.worker_id, self._database_failures)  # fmt: skip
             self._publish(events.RUNNER_RECOVERED)
             self._database_failures = 0
+            # Others could not heartbeat either: give them a full timeout to sign in again before any
+            # of them is presumed dead, or their running tasks would be run a second time.
+            self._recover_not_before = time.monotonic() + self.settings.HEARTBEAT_TIMEOUT
+            self._next_heartbeat = 0.0
 
     def _receive(self, timeout: float) -> list[tuple[str, Any]]:
         try:
@@ -421,6 +426,8 @@ class Runner:
         self._publish(events.RUNNER_HEARTBEAT, busy=len(self._active), threads=self.options.threads)
 
     def _recover_stale(self) -> None:
+        if time.monotonic() < self._recover_not_before:
+            return
         stale = RunnerProcess.objects.stale(self.settings.HEARTBEAT_TIMEOUT).exclude(pk=self.record.pk)
         for dead in stale:
             reason = (

@@ -84,6 +84,9 @@ def _data_version(probe: sqlite3.Connection) -> int:
 
 #: The PostgreSQL channel on which saved tasks wake the runners.
 CHANNEL = "conductor_tasks"
+#: Connection options of the database settings that the LISTEN connection must share.
+LIBPQ_OPTIONS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "connect_timeout",
+                 "options", "application_name", "target_session_attrs")  # fmt: skip
 #: Longest a PostgreSQL watcher blocks before it looks whether it should stop.
 LISTEN_SLICE = 1.0
 
@@ -123,6 +126,8 @@ class PostgresWatcher:
             "host": self.settings_dict.get("HOST") or None,
             "port": self.settings_dict.get("PORT") or None,
         }
+        options = self.settings_dict.get("OPTIONS", {})
+        params.update({key: options[key] for key in LIBPQ_OPTIONS if key in options})  # TLS and the like
         with psycopg.connect(autocommit=True, **{k: v for k, v in params.items() if v}) as listener:
             listener.execute(f"LISTEN {CHANNEL}")
             while not self._stopped.is_set():
