@@ -849,7 +849,10 @@ function updateTaskRow(row, t, now, canChange) {
     el("div", { text: t.last_run ? ago(t.last_run) : "never" }),
     t.last_status ? el("div", { class: `sub c-${t.last_status}`, text: t.last_status.replace("_", " ") }) : null,
   ]);
-  setText(cell(row, "schedule"), scheduleText(t));
+  fill(cell(row, "schedule"), `${scheduleText(t)}|${placementText(t)}`, () => [
+    el("div", { text: scheduleText(t) }),
+    placementText(t) ? el("div", { class: "sub", text: placementText(t) }) : null,
+  ]);
   setText(cell(row, "kill"), t.kill_time ? duration(t.kill_time) : "—");
   setText(cell(row, "db"), t.db_use ? "db_use" : "");
   const output = cell(row, "output");
@@ -867,6 +870,19 @@ function updateTaskRow(row, t, now, canChange) {
 function scheduleText(task) {
   if (task.cron) return task.schedule || task.cron; // in words, with its time zone
   return task.loop ? `every ${duration(task.interval)}` : "once";
+}
+
+/** What is not the default about where, in what order and within what window a task runs. */
+function placementText(task) {
+  const parts = [];
+  if (task.queue && task.queue !== "default") parts.push(`queue ${task.queue}`);
+  if (task.priority) parts.push(`priority ${task.priority}`);
+  if (task.isolation === "process") parts.push("own process");
+  if (task.max_attempts > 1) parts.push(`up to ${task.max_attempts} tries`);
+  if (task.max_runs) parts.push(`${task.run_count}/${task.max_runs} runs`);
+  if (task.start_at && task.start_at > Date.now() / 1000) parts.push(`from ${new Date(task.start_at * 1000).toLocaleString()}`);
+  if (task.expires_at) parts.push(`expires ${new Date(task.expires_at * 1000).toLocaleString()}`);
+  return parts.join(" · ");
 }
 
 function runsText(task) {
