@@ -8,7 +8,6 @@ started like the acceptance tests start runners. Tests log in through the admin'
 
 import contextlib
 import os
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 import tests.browser.functions  # noqa: F401 - registers the browser tests' task functions here
-from tests.acceptance.conftest import REPO_ROOT, RuntasksProcess, runner_env
+from tests.acceptance.conftest import REPO_ROOT, RuntasksProcess, free_port, port_open, runner_env
 from tests.conftest import wait_until
 
 CHROMIUM = Path(os.environ.get("CONDUCTOR_CHROMIUM", "/usr/bin/chromium"))
@@ -40,21 +39,6 @@ SCREENSHOTS = REPO_ROOT / "test-output" / "screenshots"
 PASSWORD = "correct-horse-battery-staple"
 
 expect.set_options(timeout=EXPECT_TIMEOUT_MS)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now (bound to port 0, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_open(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ from playwright.sync_api import Page, expect
 from app.status import RunStatus
 from app.task import Task
 from app.taskrun import TaskRun
-from tests.acceptance.conftest import REPO_ROOT
-from tests.browser.conftest import PASSWORD, SCREENSHOTS, STARTUP, log_in, port_open
+from tests.acceptance.conftest import REPO_ROOT, port_open
+from tests.browser.conftest import PASSWORD, SCREENSHOTS, STARTUP, log_in
 from tests.conftest import wait_until
 
 pytestmark = [
