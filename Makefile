@@ -27,7 +27,7 @@ run: venv
 	@$(PY) manage.py loaddemo
 	@echo "==> Starting the runner with the dashboard at http://$(ADDR)/dashboard/"
 	@echo "    (Ctrl-C once to finish running tasks, twice to stop at once)"
-	@$(PY) manage.py runtasks --serve $(ADDR)
+	@DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py runtasks --serve $(ADDR)
 
 $(CHROMIUM):
 	@echo "==> Installing Debian's chromium for the browser tests (needs root)"
