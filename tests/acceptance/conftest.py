@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -83,13 +84,15 @@ def runner_env(**extra: str) -> dict[str, str]:
 class RuntasksProcess:
     """One ``manage.py runtasks`` subprocess, its output going to a log file under tmp_path."""
 
+    command = ["manage.py", "runtasks"]
+
     def __init__(self, args: list[str], log_path: Path, env: dict[str, str]) -> None:
         self.args = args
         self.log_path = log_path
         self.worker_id = _option_value(args, "--worker-id")
         self._log = log_path.open("wb")
         self.popen = subprocess.Popen(
-            [sys.executable, "manage.py", "runtasks", *args],
+            [sys.executable, *self.command, *args],
             cwd=REPO_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -228,6 +231,21 @@ def marker_dir(tmp_path: Path) -> Path:
 LIVE_WAIT = 15.0
 
 
+def sqlite_write_lock_free(timeout: float = 1.0) -> bool:
+    """Whether a write transaction can begin now (False while a stopped process holds SQLite's lock)."""
+    if connection.vendor != "sqlite":
+        return True
+    probe = sqlite3.connect(connection.settings_dict["NAME"], timeout=timeout)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        probe.rollback()
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        probe.close()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now (bound to port 0, then released)."""
     with socket.socket() as sock:
@@ -262,21 +280,11 @@ IN_MEMORY_ENV = {"REDIS_URL": ""}
 class WebProcess(RuntasksProcess):
     """The web server (daphne serving server.asgi) as a subprocess; "up" means it accepts connections."""
 
+    command = ["-m", "daphne"]
+
     def __init__(self, port: int, log_path: Path, env: dict[str, str]) -> None:
-        self.args = ["-b", "127.0.0.1", "-p", str(port), "server.asgi:application"]
         self.port = port
-        self.log_path = log_path
-        self.worker_id = None
-        self._log = log_path.open("wb")
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "daphne", *self.args],
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        self.started = time.monotonic()
+        super().__init__(["-b", "127.0.0.1", "-p", str(port), "server.asgi:application"], log_path, env)
 
     def __repr__(self) -> str:
         return f"<daphne port={self.port} pid={self.pid} rc={self.popen.returncode}>"

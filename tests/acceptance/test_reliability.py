@@ -16,7 +16,6 @@ import itertools
 import os
 import random
 import signal
-import sqlite3
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -25,7 +24,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from app.lease import DB_USE, Lease
@@ -33,7 +31,7 @@ from app.runnerprocess import RunnerProcess
 from app.status import RunnerState, RunStatus, TaskStatus
 from app.task import Task
 from app.taskrun import TaskRun
-from tests.acceptance.conftest import RuntasksProcess
+from tests.acceptance.conftest import RuntasksProcess, sqlite_write_lock_free
 from tests.conftest import wait_until
 
 pytestmark = [
@@ -138,21 +136,6 @@ def assert_no_overlap(intervals: list[tuple[Any, Any, Any]], what: str) -> None:
     ordered = sorted(intervals, key=lambda interval: interval[0])
     overlaps = [(before, after) for before, after in itertools.pairwise(ordered) if after[0] < before[1]]
     assert not overlaps, f"{len(overlaps)} overlapping {what}, e.g. {overlaps[:3]}"
-
-
-def sqlite_write_lock_free(timeout: float = 1.0) -> bool:
-    """Whether a write transaction can begin now (False while a stopped process holds SQLite's lock)."""
-    if connection.vendor != "sqlite":
-        return True
-    probe = sqlite3.connect(connection.settings_dict["NAME"], timeout=timeout)
-    try:
-        probe.execute("BEGIN IMMEDIATE")
-        probe.rollback()
-        return True
-    except sqlite3.OperationalError:
-        return False
-    finally:
-        probe.close()
 
 
 def runner_state(worker_id: str) -> str | None:

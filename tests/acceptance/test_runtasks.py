@@ -6,7 +6,6 @@ tasks with the ORM and reads what the runners recorded with the ORM.
 
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,14 +13,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from app.runnerprocess import RunnerProcess
 from app.status import RunnerState, RunStatus, TaskStatus
 from app.task import Task
 from app.taskrun import TaskRun
-from tests.acceptance.conftest import REPO_ROOT, runner_env
+from tests.acceptance.conftest import REPO_ROOT, runner_env, sqlite_write_lock_free
 from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.django_db(transaction=True)]
@@ -344,21 +342,6 @@ def test_sigkilled_runner_restarted_under_its_worker_id_recovers_its_runs_at_onc
     assert again.wait(20) == 0
     assert TaskRun.objects.filter(task=task).count() == 2
     assert_nothing_running()
-
-
-def sqlite_write_lock_free(timeout: float = 1.0) -> bool:
-    """Whether a write transaction can begin now (False while a stopped process holds the lock)."""
-    if connection.vendor != "sqlite":
-        return True
-    probe = sqlite3.connect(connection.settings_dict["NAME"], timeout=timeout)
-    try:
-        probe.execute("BEGIN IMMEDIATE")
-        probe.rollback()
-        return True
-    except sqlite3.OperationalError:
-        return False
-    finally:
-        probe.close()
 
 
 def test_paused_runner_resuming_after_recovery_has_its_late_result_refused(start_runtasks, marker_dir):
