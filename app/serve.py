@@ -73,6 +73,33 @@ def start_server(host: str, port: int) -> asyncio.AbstractEventLoop:
     return reactor._asyncioEventloop
 
 
+#: Longest a stopping server waits for its pages to be sent what is queued for them.
+DRAIN_TIMEOUT = 3.0
+
+
+def drain_and_stop(loop: asyncio.AbstractEventLoop) -> None:
+    """Let the pages receive what is queued for them (the runner's last events), then stop the server.
+
+    The in-process channel layer and daphne die with the process: without this, a page could miss the
+    runner's last words (runner.down) whenever the process exits first.
+    """
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+
+    async def drained() -> None:
+        deadline = loop.time() + DRAIN_TIMEOUT
+        while loop.time() < deadline and any(q.qsize() for q in getattr(layer, "channels", {}).values()):
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # the consumers' last send_json reaches its transport
+
+    try:
+        asyncio.run_coroutine_threadsafe(drained(), loop).result(DRAIN_TIMEOUT + 1)
+    except Exception:
+        logger.warning("The web server did not flush its pages in time; stopping it anyway")
+    stop_server()
+
+
 def stop_server() -> None:
     from twisted.internet import reactor
 

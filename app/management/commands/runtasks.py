@@ -88,6 +88,8 @@ class Command(BaseCommand):
         finally:
             if bridge is not None:
                 bridge.stop()
+                if address is not None:
+                    serve.drain_and_stop(bridge.loop)
         if code:
             raise SystemExit(code)
 
