@@ -261,13 +261,21 @@ class TaskRunAdmin(ReadOnlyAdmin):
 
 @admin.register(RunnerProcess)
 class RunnerProcessAdmin(ReadOnlyAdmin):
-    list_display = ["worker_id", "host", "pid", "state", "started_at", "heartbeat_shown", "threads_shown"]
+    list_display = ["worker_id", "host", "pid", "state_shown", "started_at", "heartbeat_shown",
+                    "threads_shown"]  # fmt: skip
     list_filter = ["state", "host"]
     search_fields = ["worker_id", "host"]
     ordering = ["-heartbeat_at"]
-    fields = ["worker_id", "host", "pid", "state", "threads", "busy", "started_at", "heartbeat_at",
-              "stopped_at", "threads_state"]  # fmt: skip
+    fields = ["worker_id", "host", "pid", "state", "degraded", "threads", "busy", "started_at",
+              "heartbeat_at", "stopped_at", "threads_state"]  # fmt: skip
     readonly_fields = fields
+
+    @admin.display(description="state", ordering="state")
+    def state_shown(self, runner: RunnerProcess) -> str:
+        if runner.degraded and runner.state in LIVE_STATES:
+            return format_html('{} <strong style="color: #ba2121">(degraded: {})</strong>', runner.state,
+                               runner.degraded)  # fmt: skip
+        return runner.state
 
     @admin.display(description="heartbeat age", ordering="heartbeat_at")
     def heartbeat_shown(self, runner: RunnerProcess) -> str:

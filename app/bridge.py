@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from app import events
@@ -75,6 +76,9 @@ class ChannelBridge:
         self._sequence = 0
         self._thread: threading.Thread | None = None
         self.dropped = 0
+        #: Called (on the loop) with why the layer cannot be reached, and with "" once it can again.
+        self.on_health: Callable[[str], None] | None = None
+        self.problem = ""
 
     def start(self) -> "ChannelBridge":
         if self._own_loop:
@@ -188,8 +192,9 @@ class ChannelBridge:
                 message = await asyncio.wait_for(self.layer.receive(channel), timeout=GROUP_RENEWAL)
             except TimeoutError:
                 continue
-            except Exception:
+            except Exception as exc:
                 logger.exception("Receiving runner commands failed; retrying in 1 s")
+                self._set_problem(exc)
                 await asyncio.sleep(1)
                 renew_at = 0.0
                 continue
@@ -198,5 +203,17 @@ class ChannelBridge:
     async def _guarded(self, awaitable: Any) -> None:
         try:
             await awaitable
-        except Exception:
+        except ChannelFull:  # one slow reader, not a lost layer
+            logger.warning("A channel is full; its reader resyncs from the database")
+        except Exception as exc:
             logger.exception("Channel layer call failed; live state may lag until pages resync")
+            self._set_problem(exc)
+        else:
+            self._set_problem(None)
+
+    def _set_problem(self, exc: BaseException | None) -> None:
+        problem = f"channel layer unreachable: {type(exc).__name__}: {exc}".strip() if exc else ""
+        if bool(problem) != bool(self.problem):  # a change of health, not of wording
+            self.problem = problem
+            if self.on_health is not None:
+                self.on_health(problem)

@@ -4,6 +4,7 @@ Protocol (version 1) in docs/protocol.md. Handlers of channel-layer messages are
 message types (``conductor.events`` -> ``conductor_events``); browser commands are in COMMANDS.
 """
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -23,6 +24,8 @@ PROTOCOL = 1
 MAX_MESSAGE = 64 * 1024
 CLOSE_FORBIDDEN = 4003
 CREATE_FIELDS = {"func", "args_in", "name", "run_in", "kill_time", "loop", "interval", "db_use"}
+#: Seconds between tries to reach a channel layer that went away.
+LAYER_RETRY = 1.0
 
 
 class CommandRefused(Exception):
@@ -32,6 +35,40 @@ class CommandRefused(Exception):
 
 
 class DashboardConsumer(AsyncJsonWebsocketConsumer):
+    layer_problem = ""
+
+    # channels assigns the layer's receive before connect(); it is wrapped so that losing the layer
+    # (Redis down) leaves the page on its database view, refreshed on request, instead of closing it.
+    @property
+    def channel_receive(self) -> Any:
+        return self._receive_from_layer
+
+    @channel_receive.setter
+    def channel_receive(self, receive: Any) -> None:
+        self._layer_receive = receive
+
+    async def _receive_from_layer(self) -> dict:
+        while True:
+            try:
+                return await self._layer_receive()
+            except Exception as exc:
+                if not self.layer_problem:
+                    logger.warning("Dashboard %s lost the channel layer: %s", self.channel_name, exc)
+                self.layer_problem = _layer_down(exc)
+                await asyncio.sleep(LAYER_RETRY)
+                if await self._join():  # back: a restarted Redis has forgotten the group
+                    await self.send_snapshot()
+
+    async def _join(self) -> bool:
+        """Join the dashboards' group; False (and the reason kept) while the layer cannot be reached."""
+        try:
+            await self.channel_layer.group_add(DASHBOARD_GROUP, self.channel_name)
+        except Exception as exc:
+            self.layer_problem = _layer_down(exc)
+            return False
+        self.layer_problem = ""
+        return True
+
     async def connect(self) -> None:
         user = self.scope.get("user")
         allowed = bool(user and user.is_authenticated and user.is_staff)
@@ -41,14 +78,20 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         if not allowed:
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        await self.channel_layer.group_add(DASHBOARD_GROUP, self.channel_name)
+        await self._join()
         await self.send_snapshot()
 
     async def disconnect(self, code: int) -> None:
-        await self.channel_layer.group_discard(DASHBOARD_GROUP, self.channel_name)
+        try:
+            await self.channel_layer.group_discard(DASHBOARD_GROUP, self.channel_name)
+        except Exception as exc:  # the layer is gone; its group expires by itself
+            logger.info("Leaving the dashboard group failed: %s", exc)
 
     async def send_snapshot(self) -> None:
-        await self.send_json(await database_sync_to_async(build_snapshot)(self.scope["user"]))
+        snapshot = await database_sync_to_async(build_snapshot)(self.scope["user"])
+        if self.layer_problem:  # the database view still works; say why news does not come
+            snapshot["live"] = {"ok": False, "reason": self.layer_problem}
+        await self.send_json(snapshot)
 
     # From the browser -------------------------------------------------------------------------
 
@@ -98,6 +141,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     # Commands ---------------------------------------------------------------------------------
 
     async def cmd_snapshot(self, content: dict) -> None:
+        await self._join()  # renews the membership too: a restarted Redis forgets it
         await self.send_snapshot()
 
     async def cmd_ping(self, content: dict) -> dict:
@@ -155,6 +199,13 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
 
     async def command_failed(self, message: dict) -> None:
         await self.send_error(message.get("request"), message["error"], "run")
+
+
+def _layer_down(exc: BaseException) -> str:
+    return (
+        f"Live updates paused: the channel layer (Redis) cannot be reached ({type(exc).__name__}: {exc}). "
+        "The page shows the database and refreshes it every few seconds."
+    )
 
 
 def _reject_constant(name: str) -> None:

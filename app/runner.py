@@ -80,6 +80,7 @@ class Runner:
         self._watcher: SqliteWatcher | None = None
         self._wake_pending = False
         self._database_failures = 0
+        self._layer_problem = ""
         self._recover_not_before = 0.0
         self.up = threading.Event()  # set once registered: tests and --serve wait on it
 
@@ -93,6 +94,7 @@ class Runner:
         self._watcher = watcher_for_default_database(self._wake)
         if self.bridge is not None:
             groups = [runner_group(self.worker_id), RUNNERS_GROUP]
+            self.bridge.on_health = lambda problem: self._inbox.put(("layer", problem))
             self.bridge.listen(groups, lambda message: self._inbox.put(("command", message)))
         self.up.set()
         self._publish(events.RUNNER_UP, threads=self.options.threads, pid=self.record.pid)
@@ -139,8 +141,11 @@ class Runner:
                 self._wake_pending = False
             elif kind == "command":
                 self._on_command(payload)
+            elif kind == "layer":
+                self._on_layer_health(payload)
         try:
             now = time.monotonic()
+            self._record_degraded()
             self._police(now)
             self._record_outcomes()
             if now >= self._next_heartbeat:
@@ -173,10 +178,28 @@ class Runner:
                         self.worker_id, self._database_failures)  # fmt: skip
             self._publish(events.RUNNER_RECOVERED)
             self._database_failures = 0
-            # Others could not heartbeat either: give them a full timeout to sign in again before any
-            # of them is presumed dead, or their running tasks would be run a second time.
-            self._recover_not_before = time.monotonic() + self.settings.HEARTBEAT_TIMEOUT
+            # Others could not heartbeat either, and their next try may be a full backoff away: give
+            # them that long to sign in again before any is presumed dead, or their running tasks would
+            # be run a second time.
+            wait = max(self.settings.HEARTBEAT_TIMEOUT, DATABASE_RETRY_MAX + self.settings.HEARTBEAT)
+            self._recover_not_before = time.monotonic() + wait
             self._next_heartbeat = 0.0
+
+    def _on_layer_health(self, problem: str) -> None:
+        """The channel layer (Redis) went away or came back: tasks go on either way, only news waits."""
+        self._layer_problem = problem
+        if problem:
+            logger.error("Runner %s: %s; tasks go on, live state waits until it is back",
+                         self.worker_id, problem)  # fmt: skip
+            self._publish(events.RUNNER_DEGRADED, reason=problem)
+        else:
+            logger.info("Runner %s reaches the channel layer again", self.worker_id)
+            self._publish(events.RUNNER_RECOVERED)
+
+    def _record_degraded(self) -> None:
+        """The database says what this runner cannot reach: dashboards read it when no news comes."""
+        if self.record.degraded != self._layer_problem:
+            self.record.set_degraded(self._layer_problem)
 
     def _receive(self, timeout: float) -> list[tuple[str, Any]]:
         try:

@@ -65,6 +65,9 @@ class RunnerProcess(models.Model):
     threads_state = models.JSONField(
         default=list, blank=True, help_text="Its task threads at the last heartbeat."
     )
+    degraded = models.CharField(
+        max_length=500, blank=True, default="", help_text="What it cannot reach now (empty: healthy)."
+    )
 
     objects = RunnerQuerySet.as_manager()
 
@@ -91,6 +94,7 @@ class RunnerProcess(models.Model):
             "started_at": timezone.now(),
             "heartbeat_at": timezone.now(),
             "stopped_at": None,
+            "degraded": "",
         }
         with transaction.atomic():
             previous = cls.objects.select_for_update().filter(worker_id=worker_id).first()
@@ -128,6 +132,11 @@ class RunnerProcess(models.Model):
     def set_state(self, state: str) -> None:
         self.state = state
         self.save(update_fields=["state"])
+
+    def set_degraded(self, reason: str) -> None:
+        """Record what this runner cannot reach ("" once it reaches everything again)."""
+        self.degraded = reason[: RunnerProcess._meta.get_field("degraded").max_length]
+        self.save(update_fields=["degraded"])
 
     def revive(self) -> None:
         """Sign in again after being presumed dead (its old runs were recovered meanwhile)."""

@@ -105,7 +105,9 @@ def runner_state(runner: Any, now: datetime | None = None) -> dict[str, Any]:
         "worker_id": runner.worker_id,
         "host": runner.host,
         "pid": runner.pid,
-        "state": str(runner.state),
+        # A running runner that cannot reach something shows as degraded, with why.
+        "state": "degraded" if runner.degraded and runner.state == "running" else str(runner.state),
+        "degraded_reason": runner.degraded or None,
         "threads": runner.threads,
         "busy": runner.busy,
         "started_at": epoch(runner.started_at),

@@ -8,7 +8,9 @@ import pytest
 from app.runner import Runner, RunnerOptions
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01, message: str = ""
+) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -16,7 +18,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s: {predicate}")
+            raise AssertionError(f"{message or 'condition'} not met within {timeout} s: {predicate}")
         time.sleep(interval)
 
 

@@ -6,6 +6,7 @@ const RECONNECT_FIRST_MS = 500;
 const RECONNECT_MAX_MS = 10_000;
 const SAFETY_SNAPSHOT_MS = 60_000; // events can be lost: resync from the database now and then
 const NOT_LIVE_SNAPSHOT_MS = 5_000; // without live events the page refreshes the database view
+const SILENT_RUNNER_S = 10; // a runner with no heartbeat news this long may have lost the channel layer
 const ANSWER_TIMEOUT_MS = 10_000; // an open socket that stops answering is dropped and reopened
 const SLEEP_GAP_MS = 5_000; // a tick this late means the machine slept
 const STABLE_AFTER_MS = 10_000; // a connection up this long resets the back-off
@@ -642,14 +643,15 @@ function renderRunners(now) {
       const age = r.heartbeat_at ? now - r.heartbeat_at : null;
       const heartbeat = cell(row, "heartbeat");
       setText(heartbeat, age === null ? "—" : `${duration(age)} ago`);
-      heartbeat.classList.toggle("stale", r.state === "running" && age !== null && age > 10);
+      heartbeat.classList.toggle("stale", r.state === "running" && age !== null && age > SILENT_RUNNER_S);
       setAttr(row, "data-state", r.state);
       fill(cell(row, "state"), r.state, () => [badge(r.state)]);
+      setAttr(cell(row, "state"), "title", r.degraded_reason || "");
     });
 }
 
 function liveFirst(a, b) {
-  const rank = { running: 0, stopping: 1, dead: 2, stopped: 3 };
+  const rank = { running: 0, degraded: 0, stopping: 1, dead: 2, stopped: 3 };
   return (rank[a.state] ?? 9) - (rank[b.state] ?? 9);
 }
 
@@ -984,7 +986,7 @@ function tick() {
   else if (ws && ws.readyState === WebSocket.OPEN) {
     if (state.awaitingSince !== null && now - state.awaitingSince > ANSWER_TIMEOUT_MS) dropStaleSocket();
     else {
-      const every = state.live.ok === false ? NOT_LIVE_SNAPSHOT_MS : SAFETY_SNAPSHOT_MS;
+      const every = state.live.ok === false || silentRunner(now / 1000) ? NOT_LIVE_SNAPSHOT_MS : SAFETY_SNAPSHOT_MS;
       if (now - state.lastSnapshotAt > every) requestSnapshot();
       pollStack();
     }
@@ -992,6 +994,14 @@ function tick() {
     dropStaleSocket();
   }
   markDirty(); // clocks, countdowns and the timeline move on
+}
+
+// A runner that cannot reach the channel layer still heartbeats in the database: read it from there.
+function silentRunner(nowSeconds) {
+  for (const r of state.runners.values()) {
+    if (r.state === "running" && r.heartbeat_at && nowSeconds - r.heartbeat_at > SILENT_RUNNER_S) return true;
+  }
+  return false;
 }
 
 function start() {

@@ -913,7 +913,8 @@ def test_runner_list_shows_host_pid_heartbeat_age_and_threads(admin_client):
 
     assert response.status_code == 200
     html = response.content.decode()
-    for column in ["worker_id", "host", "pid", "state", "started_at", "heartbeat_shown", "threads_shown"]:
+    columns = ["worker_id", "host", "pid", "state_shown", "started_at", "heartbeat_shown", "threads_shown"]
+    for column in columns:
         assert f"column-{column}" in html, column
     rows = {
         worker: next(row for row in re.findall(r"<tr>.*?</tr>", html, re.S) if f">{worker}</a>" in row)
@@ -926,6 +927,19 @@ def test_runner_list_shows_host_pid_heartbeat_age_and_threads(admin_client):
     assert "(stale)" not in rows["stopped"]  # a stopped runner is not expected to beat
     assert re.search(r">7[12]\d\d s<", rows["stopped"]), rows["stopped"]
     assert [r.pk for r in response.context["cl"].result_list] == [fresh.pk, stale.pk, stopped.pk]
+
+
+def test_a_degraded_runner_says_what_it_cannot_reach(admin_client):
+    make_runner("cut-off", degraded="channel layer unreachable: ConnectionError: refused")
+    make_runner("healthy")
+
+    html = admin_client.get(RUNNERS).content.decode()
+
+    rows = re.findall(r"<tr>.*?</tr>", html, re.S)
+    cut_off = next(row for row in rows if ">cut-off</a>" in row)
+    healthy = next(row for row in rows if ">healthy</a>" in row)
+    assert "(degraded: channel layer unreachable: ConnectionError: refused)" in cut_off
+    assert "degraded" not in healthy
 
 
 def test_runner_within_the_heartbeat_timeout_is_not_stale(admin_client, settings):
