@@ -175,3 +175,8 @@ def conductor_from_env() -> dict:
 
 
 CONDUCTOR = conductor_from_env()
+
+# Django's tasks framework (django.tasks) on Conductor: an @task function's enqueue() saves a Conductor
+# Task that runtasks runs (docs/django-tasks.md). QUEUES [] accepts any queue name; `runtasks --queue`
+# chooses which queues a runner serves. OPTIONS may set Conductor's task options as defaults.
+TASKS = {"default": {"BACKEND": "app.backends.ConductorBackend", "QUEUES": []}}
