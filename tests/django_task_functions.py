@@ -57,6 +57,13 @@ def fails_once(context: Any) -> int:
     return context.attempt
 
 
+@task(takes_context=True)
+def hangs_on_first_try(context: Any) -> int:
+    if context.attempt == 1:
+        context.wait(60)  # until its runner stops, or dies
+    return context.attempt
+
+
 @task(kill_time=0.5)
 def spins(seconds: float = 30.0) -> int:
     deadline = time.monotonic() + seconds
