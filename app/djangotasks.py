@@ -21,7 +21,7 @@ from typing import Any
 from django.tasks import Task as DjangoTask
 from django.tasks import TaskContext as DjangoTaskContext
 from django.tasks import TaskResult, TaskResultStatus, task_backends
-from django.tasks.base import TaskError
+from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY, TaskError
 from django.tasks.exceptions import InvalidTask
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
@@ -205,7 +205,9 @@ def result_of(row: Any, task: DjangoTask, alias: str) -> TaskResult:
     status = TASK_STATUSES.get(row.status, TaskResultStatus.FAILED)
     finished = status in (TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED)
     result = TaskResult(
-        task=task.using(priority=row.priority, queue_name=row.queue, run_after=row.start_at, backend=alias),
+        task=task.using(
+            priority=_priority(row.priority), queue_name=row.queue, run_after=row.start_at, backend=alias
+        ),
         id=row.task_id,
         status=status,
         enqueued_at=row.created_at,
@@ -221,6 +223,11 @@ def result_of(row: Any, task: DjangoTask, alias: str) -> TaskResult:
     if status == TaskResultStatus.SUCCESSFUL:
         object.__setattr__(result, "_return_value", row.output)
     return result
+
+
+def _priority(priority: int) -> int:
+    # Conductor's priority has no bounds (the admin may set any); Django's must be within its range.
+    return max(TASK_MIN_PRIORITY, min(TASK_MAX_PRIORITY, priority))
 
 
 def _error(run: Any) -> TaskError:
