@@ -86,7 +86,10 @@ def _adapter(path: str, func: Callable[..., Any]) -> Callable[..., Any]:
     def run_django_task(
         args: list | None = None, kwargs: dict | None = None, backend: str | None = None, context: Any = None
     ) -> Any:
-        return run(path, args or [], kwargs or {}, backend, context)
+        args, kwargs = args or [], kwargs or {}
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise TypeError(f'{path} is a Django task: its args_in is {{"args": [...], "kwargs": {{...}}}}')
+        return run(path, args, kwargs, backend, context)
 
     # Registered under the function's own path and name; the admin and dashboard show this call form.
     run_django_task.__module__ = func.__module__

@@ -347,3 +347,11 @@ def test_a_conductor_run_of_a_django_task_is_recorded_like_any_other():
     assert (run.status, run.output) == (RunStatus.FINISHED, "direct")
     result.refresh()
     assert (result.status, result.return_value, result.worker_ids) == ("SUCCESSFUL", "direct", [""])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stored_call_of_the_wrong_shape_fails_its_run_with_the_reason():
+    row = Task.objects.create(func="tests.django_task_functions.echo", args_in={"args": {"label": "x"}})
+    run = row.run()
+    assert run.status == RunStatus.FAILED
+    assert 'its args_in is {"args": [...], "kwargs": {...}}' in run.error
