@@ -3,11 +3,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 PG_URL ?= postgres://postgres@127.0.0.1:5432/conductor
+REDIS_URL ?= redis://127.0.0.1:6379/0
 ADDR ?= 127.0.0.1:8000
 # The browser tests drive Debian's Chromium through Playwright (no browser download).
 CHROMIUM := /usr/bin/chromium
+# make bench measures peer task runners too, installed into a virtualenv of their own (never Conductor's).
+BENCH_VENV := .bench-venv
+BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell cat bench/requirements-peers.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint bench venv clean
+.PHONY: run test lint bench bench-venv venv clean
 
 venv: $(STAMP)
 
@@ -42,15 +46,26 @@ test: venv $(CHROMIUM)
 	@$(PY) scripts/require-services.py
 	@echo "==> Tests on SQLite (the embedded default)"
 	@$(PY) -m pytest -n 2 --dist loadgroup
-	@echo "==> The unit, integration and acceptance tests again on PostgreSQL"
-	@DATABASE_URL=$(PG_URL) $(PY) -m pytest -n 2 --dist loadgroup tests/unit tests/integration tests/acceptance
+	@echo "==> The unit, integration and acceptance tests again on PostgreSQL and Redis"
+	@DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) -m pytest -n 2 --dist loadgroup tests/unit tests/integration tests/acceptance
 
 lint: venv
 	@$(PY) -m ruff check --fix .
 	@$(PY) -m ruff format .
 
-bench: venv
+bench-venv: $(BENCH_STAMP)
+
+$(BENCH_STAMP): bench/requirements-peers.txt
+	@echo "==> Creating $(BENCH_VENV) with the peer task runners that make bench measures"
+	@test -x $(BENCH_VENV)/bin/python || "$$(scripts/find-python)" -m venv $(BENCH_VENV)
+	@echo '*' > $(BENCH_VENV)/.gitignore
+	@$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r bench/requirements-peers.txt
+	@rm -f $(BENCH_VENV)/.installed-*
+	@touch $@
+
+bench: venv bench-venv
 	@$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) var test-output
+	rm -rf $(VENV) $(BENCH_VENV) var test-output
