@@ -29,6 +29,10 @@ Redis must be running (redis://127.0.0.1:6379/0, or BENCH_REDIS_URL), and Postgr
 (postgres://postgres@127.0.0.1:5432/postgres, or BENCH_PG_URL, a user that may create databases); the
 bench fails without them.
 
+Peer task runners (bench/peers/, installed into .bench-venv only): django-tasks-db, django-q2 and huey,
+measured the same way (drain, pickup latency, idle cost) and printed with Conductor's figures and ratios in
+one table at the end; BENCH_PEERS=0 skips them, BENCH_PEERS=huey,q2 picks some.
+
 These are measurements, not tests: nothing here passes or fails on a number.
 """
 
@@ -87,6 +91,7 @@ from app.task import Task  # noqa: E402
 from app.taskrun import TaskRun  # noqa: E402
 from bench import live  # noqa: E402
 from bench.common import fail, percentile, say, wait_for  # noqa: E402
+from bench.peers import run as peers  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -469,6 +474,7 @@ def main() -> None:
     for name, value, note in rows:
         say(f"{name:<{width[0]}}  {value:>{width[1]}}  {note}")
     say(line)
+    peers.compare({"drain": statistics.median(rates), **idle})
     # Every number above is shared-CPU time: other work on the machine shows up in all of them.
     say(
         f"bench took {time.monotonic() - began:.0f} s on {os.cpu_count()} CPUs; load average (1 min) "
