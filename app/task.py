@@ -56,24 +56,10 @@ class TaskQuerySet(models.QuerySet):
         return self.waiting().filter(paused=False).aggregate(at=Min("next_run"))["at"]
 
     def claim(self, runner: Any, limit: int) -> list[tuple["Task", Any]]:
-        """Claim up to ``limit`` due tasks for ``runner``; returns (task, run) pairs.
+        """Claim up to ``limit`` due tasks for ``runner``; returns (task, run) pairs (app.claiming)."""
+        from app.claiming import claim_due
 
-        On PostgreSQL the candidates are locked with SKIP LOCKED, so runners never wait on each other;
-        on SQLite the IMMEDIATE transaction serialises claims. Either way the conditional UPDATE is
-        what makes a claim exclusive.
-        """
-        if not self.due().exists():
-            return []  # the common idle case, without taking SQLite's write lock
-        with transaction.atomic():
-            now = timezone.now()
-            self.due(now).filter(expires_at__lte=now).update(status=TaskStatus.EXPIRED, updated_at=now)
-            candidates = (
-                self.due(now)
-                .order_by("-priority", "next_run", "id")
-                .select_for_update(skip_locked=True)
-                .values_list("id", "db_use", "fence")[:limit]
-            )
-            return _claim(list(candidates), runner, from_status=TaskStatus.WAITING)
+        return claim_due(self, runner, limit)
 
 
 def _claim(candidates: list[tuple[int, bool, int]], runner: Any, from_status: str | None):
