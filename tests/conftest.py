@@ -100,10 +100,15 @@ def session_headers(user: Any = None, origin: bytes = GOOD_ORIGIN) -> list[tuple
 
 
 @pytest.fixture
-def fresh_channel_layer() -> Iterator[Any]:
-    """A new in-memory channel layer for the test: its queues bind to the test's own event loop."""
+def fresh_channel_layer(settings: Any) -> Iterator[Any]:
+    """A new in-memory channel layer for the test: its queues bind to the test's own event loop.
+
+    In-memory even when REDIS_URL is set: these tests look at one process's wiring; the Redis layer is
+    tested across real processes (tests/acceptance) and in tests/unit/test_bridge.py.
+    """
     from channels.layers import channel_layers, get_channel_layer
 
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     channel_layers.backends = {}
     yield get_channel_layer()
     channel_layers.backends = {}

@@ -154,8 +154,8 @@ class Listener:
 
 
 @pytest.fixture
-def listener():
-    listening = Listener()
+def listener(fresh_channel_layer):
+    listening = Listener()  # receives on a fresh loop per call, which only the in-memory layer allows
     yield listening
     listening.leave()
 
