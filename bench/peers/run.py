@@ -61,7 +61,10 @@ def measure_all(names: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def ratio(numerator: float, denominator: float) -> str:
-    return f"{numerator / denominator:.1f}x" if denominator else "-"
+    if not denominator:
+        return "-"
+    value = numerator / denominator
+    return f"{value:.2f}x" if value < 1 else f"{value:.1f}x"  # two figures either way
 
 
 def row(name: str, result: dict[str, Any], conductor: dict[str, Any] | None) -> list[str]:
@@ -83,7 +86,7 @@ def table(conductor: dict[str, Any] | None, peers: dict[str, dict[str, Any]]) ->
     header = ["runner", "drain tasks/s", "pickup p50", "pickup p95", "idle CPU / 20 s", "idle RSS"]
     rows = []
     if conductor is not None:
-        header += ["Conductor drain / peer", "peer p50 / Conductor p50"]
+        header += ["drain ratio", "p50 ratio"]
         rows.append(row("Conductor (runtasks --threads 8)", conductor, conductor))
     for name, result in peers.items():
         rows.append(row(f"{result['label']} {result['version']} ({WORKERS[name]})", result, conductor))
@@ -93,16 +96,21 @@ def table(conductor: dict[str, Any] | None, peers: dict[str, dict[str, Any]]) ->
         for line in [header, *rows]
     ]
     rule = "-" * len(lines[0])
-    return [rule, lines[0], rule, *lines[1:], rule, *notes(peers)]
+    return [rule, lines[0], rule, *lines[1:], rule, *notes(conductor, peers)]
 
 
-def notes(peers: dict[str, dict[str, Any]]) -> list[str]:
+def notes(conductor: dict[str, Any] | None, peers: dict[str, dict[str, Any]]) -> list[str]:
     lines = [
         "drain: median of 3 rounds of 2,000 no-op tasks, first task's start to last task's end; each peer "
-        "with its own worker, one process/thread, default polling",
+        "with its own worker, one process/thread, default polling (Conductor: --threads 8)",
         "pickup: 100 tasks enqueued one at a time into an idle worker, 50 ms apart; function's first line - "
         "enqueue time",
     ]
+    if conductor is not None:
+        lines.append(
+            "drain ratio: Conductor's tasks/s / the peer's; p50 ratio: the peer's pickup p50 / Conductor's "
+            "(above 1: Conductor ahead)"
+        )
     for result in peers.values():
         runs = ", ".join(f"{rate:,.0f}" for rate in result["drain_runs"])
         lines.append(
