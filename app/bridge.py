@@ -169,9 +169,9 @@ class ChannelBridge:
         ]
         if not live:
             return
-        await self._guarded(
-            self.layer.group_send(DASHBOARD_GROUP, {"type": "conductor.events", "events": live})
-        )
+        self._sequence += 1  # counted even when the send fails: the gap tells pages to resync
+        message = {"type": "conductor.events", "events": live, "source": self.source, "seq": self._sequence}
+        await self._call(lambda: self.layer.group_send(DASHBOARD_GROUP, message))
 
     async def _receive(self, groups: list[str], on_message: Callable[[dict], None]) -> None:
         channel = await self.layer.new_channel("conductor.runner.")
@@ -201,15 +201,24 @@ class ChannelBridge:
             on_message(message)
 
     async def _guarded(self, awaitable: Any) -> None:
-        try:
-            await awaitable
-        except ChannelFull:  # one slow reader, not a lost layer
-            logger.warning("A channel is full; its reader resyncs from the database")
-        except Exception as exc:
-            logger.exception("Channel layer call failed; live state may lag until pages resync")
-            self._set_problem(exc)
-        else:
-            self._set_problem(None)
+        await self._call(lambda: awaitable, tries=1)
+
+    async def _call(self, call: Callable[[], Any], tries: int = 2) -> None:
+        """Await ``call()``; a failure is tried again at once (a restarted Redis leaves stale pooled
+        connections, whose first use fails), then logged and dropped: the runner must not wait."""
+        for attempt in range(1, tries + 1):
+            try:
+                await call()
+            except ChannelFull:  # one slow reader, not a lost layer
+                logger.warning("A channel is full; its reader resyncs from the database")
+                return
+            except Exception as exc:
+                if attempt == tries:
+                    logger.exception("Channel layer call failed; live state may lag until pages resync")
+                    self._set_problem(exc)
+            else:
+                self._set_problem(None)
+                return
 
     def _set_problem(self, exc: BaseException | None) -> None:
         problem = f"channel layer unreachable: {type(exc).__name__}: {exc}".strip() if exc else ""

@@ -275,3 +275,15 @@ def test_events_are_json(own):
     publish_marked(events.RUNS_RECOVERED, marker, dead_runner="x", runs=[1, 2])
     [event] = events_in(own.receive_until(dashboard, lambda got: events_in(got, marker)), marker)
     assert json.loads(json.dumps(event, allow_nan=False)) == event
+
+
+def test_group_messages_carry_the_bridge_source_and_consecutive_numbers(own):
+    dashboard = own.member()
+    marker = uuid.uuid4().hex
+    for n in range(3):  # one at a time, so that each goes in a group message of its own
+        publish_marked(events.TASK_CHANGED, marker, task=n)
+        own.receive_until(dashboard, lambda got, n=n: [e["task"] for e in events_in(got, marker)] == [n])
+    publish_marked(events.TASK_CHANGED, marker, task=3)
+    last = own.receive(dashboard)
+    assert last["source"] == own.bridge.source
+    assert last["seq"] == 4  # a page that sees a gap in seq knows it missed a message, and resyncs
