@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.context import TaskContext
-from app.newthread import New_Thread
+from app.workers import RunThread
 
 
 @dataclass
 class ActiveRun:
     task: Any
     run: Any
-    thread: New_Thread
+    thread: RunThread
     context: TaskContext
     started: float  # monotonic
     deadline: float | None  # monotonic time of kill_time

@@ -4,12 +4,17 @@ On PostgreSQL a claim is one statement, so one round trip and no explicit transa
 candidates with ``FOR UPDATE SKIP LOCKED`` (runners never wait on each other's rows), marks expired ones,
 updates the picked rows (bumping each fence) and inserts their runs, returning the tasks and run ids.
 SQLite has no data-modifying CTEs and no row locks; there, inside the IMMEDIATE transaction that
-serialises writers, an ``UPDATE ... RETURNING`` claims and one multi-row ``INSERT`` opens the runs.
+serialises writers, an ``UPDATE ... RETURNING`` claims and one multi-row ``INSERT ... RETURNING`` opens
+the runs.
 
-``db_use`` tasks also need the system-wide lease, so they are claimed by ``app.task._claim`` once the
-plain claim left a slot free.
+Claiming is the runner's hot path, so a ``Claimer`` writes its SQL once (for its queues) and reads rows
+straight into model instances: no query compilation per claim. "Due" here must mean what
+``TaskQuerySet.due()`` means (tests/integration/test_claiming.py holds both to it). ``db_use`` tasks also
+need the system-wide lease, so they are claimed by ``app.task._claim`` once the plain claim left a slot
+free.
 """
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -31,28 +36,201 @@ FROM_TASK = {
 }
 
 
-def claim_due(tasks: Any, runner: Any, limit: int) -> list[tuple[Any, Any]]:
-    """Claim up to ``limit`` due tasks of the queryset ``tasks`` for ``runner``: (task, run) pairs."""
-    now = timezone.now()
-    if connections[tasks.db].vendor == "postgresql":
-        claimed = _claim_postgresql(tasks, runner, limit, now)
-    elif tasks.due(now).exists():  # the common idle case, without taking SQLite's write lock
-        claimed = _claim_serialised(tasks, runner, limit, now)
-    else:
-        return []
-    if len(claimed) < limit and tasks.due(now).filter(db_use=True).exists():
-        claimed += _claim_db_use(tasks, runner, now)
-    return claimed
+class Claimer:
+    """Claims for one runner (or none), from the given queues (None: all), due by ``due_by`` if set."""
+
+    def __init__(
+        self,
+        runner: Any,
+        queues: Sequence[str] | None = None,
+        due_by: datetime | None = None,
+        using: str = "default",
+    ) -> None:
+        from app.task import Task
+        from app.taskrun import TaskRun
+
+        self.runner = runner
+        self.queues = list(queues) if queues else None
+        self.due_by = due_by
+        self.using = using
+        self.connection = connections[using]
+        self.tasks = Rows(Task, self.connection)
+        self.runs = Rows(TaskRun, self.connection)
+        self._sql = _postgresql_sql(self) if self.vendor == "postgresql" else _serialised_sql(self)
+
+    @property
+    def vendor(self) -> str:
+        return self.connection.vendor
+
+    def claim(self, limit: int) -> list[tuple[Any, Any]]:
+        """Claim up to ``limit`` due tasks: (task, run) pairs, both saved."""
+        if limit <= 0:
+            return []
+        now = timezone.now()
+        if self.vendor == "postgresql":
+            claimed = self._claim_in_one_statement(limit, now)
+        elif self._any_due(now, "plain"):  # the common idle case, without taking SQLite's write lock
+            claimed = self._claim_serialised(limit, now)
+        else:
+            return []
+        if len(claimed) < limit and self._any_due(now, "db_use"):
+            claimed += self._claim_db_use(now)
+        return claimed
+
+    def next_due_at(self) -> datetime | None:
+        """When the next waiting (unpaused) task of these queues falls due, if any."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(self._sql["next_due"], self._filter_params())
+            (value,) = cursor.fetchone()
+        return self.tasks.convert("next_run", value)
+
+    # Statements -------------------------------------------------------------------------------------
+
+    def _any_due(self, now: datetime, kind: str) -> bool:
+        with self.connection.cursor() as cursor:
+            cursor.execute(self._sql[f"any_{kind}"], [self._at(now), *self._filter_params()])
+            return cursor.fetchone() is not None
+
+    def _claim_in_one_statement(self, limit: int, now: datetime) -> list[tuple[Any, Any]]:
+        at = self._at(now)
+        params = [
+            TaskStatus.EXPIRED, at, at, at, *self._filter_params(),
+            at, at, *self._filter_params(), limit,
+            TaskStatus.RUNNING, self._runner_pk(), at,
+            *self._run_defaults(),
+        ]  # fmt: skip
+        with self.connection.cursor() as cursor:
+            cursor.execute(self._sql["claim"], params)
+            rows = cursor.fetchall()
+        pairs = []
+        for row in rows:
+            task = self.tasks.instance(row[:-1])
+            pairs.append((task, self._opened_run(task, run_id=row[-1])))
+        return pairs
+
+    def _claim_serialised(self, limit: int, now: datetime) -> list[tuple[Any, Any]]:
+        at = self._at(now)
+        with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
+            cursor.execute(self._sql["expire"], [TaskStatus.EXPIRED, at, at, at, *self._filter_params()])
+            cursor.execute(
+                self._sql["claim"],
+                [TaskStatus.RUNNING, self._runner_pk(), at, at, at, *self._filter_params(), limit],
+            )
+            tasks = sorted((self.tasks.instance(row) for row in cursor.fetchall()), key=_in_order)
+            run_ids = self._insert_runs(cursor, tasks)
+        return [(task, self._opened_run(task, run_ids[task.pk])) for task in tasks]
+
+    def _insert_runs(self, cursor: Any, tasks: list[Any]) -> dict[int, int]:
+        """One multi-row INSERT of the claimed tasks' runs; task id -> run id."""
+        if not tasks:
+            return {}
+        columns, defaults = self.runs.insert_columns(FROM_TASK)
+        values = []
+        for task in tasks:
+            values += [self._prep_run_value(name, task) for name in FROM_TASK] + defaults
+        row_sql = "(" + ", ".join(["%s"] * (len(FROM_TASK) + len(defaults))) + ")"
+        cursor.execute(
+            f"INSERT INTO {self.runs.table} ({columns}) VALUES {', '.join([row_sql] * len(tasks))} "
+            "RETURNING id, task_id",
+            values,
+        )
+        return {task_id: run_id for run_id, task_id in cursor.fetchall()}
+
+    def _prep_run_value(self, name: str, task: Any) -> Any:
+        value = {
+            "task_id": task.pk,
+            "runner_id": task.runner_id,
+            "fence": task.fence,
+            "attempt": task.attempt,
+            "scheduled_for": task.next_run,
+            "started_at": task.updated_at,
+        }[name]
+        return self.runs.prep(name, value)
+
+    def _claim_db_use(self, now: datetime) -> list[tuple[Any, Any]]:
+        from app.task import Task, _claim
+
+        with transaction.atomic(using=self.using):
+            candidates = (
+                self._as_queryset(Task.objects.using(self.using))
+                .due(now)
+                .filter(db_use=True)
+                .exclude(expires_at__lte=now)
+                .order_by(*ORDER)
+                .select_for_update(skip_locked=True)
+                .values_list("id", "db_use", "fence")[:1]
+            )
+            return _claim(list(candidates), self.runner, from_status=TaskStatus.WAITING)
+
+    # Helpers ----------------------------------------------------------------------------------------
+
+    def _as_queryset(self, tasks: Any) -> Any:
+        if self.queues:
+            tasks = tasks.filter(queue__in=self.queues)
+        return tasks.filter(next_run__lte=self.due_by) if self.due_by else tasks
+
+    def _filter_params(self) -> list[Any]:
+        params = list(self.queues or [])
+        return [*params, self._at(self.due_by)] if self.due_by else params
+
+    def _at(self, moment: datetime) -> Any:
+        return self.connection.ops.adapt_datetimefield_value(moment)
+
+    def _runner_pk(self) -> int | None:
+        return self.runner.pk if self.runner is not None else None
+
+    def _run_defaults(self) -> list[Any]:
+        return self.runs.insert_columns(FROM_TASK)[1]
+
+    def _opened_run(self, task: Any, run_id: int) -> Any:
+        """The TaskRun the claim saved for ``task``, as an instance (no query)."""
+        from app.taskrun import TaskRun
+
+        run = TaskRun(
+            id=run_id,
+            task=task,
+            runner=self.runner,
+            fence=task.fence,
+            attempt=task.attempt,
+            scheduled_for=task.next_run,
+            started_at=task.updated_at,
+            status=RunStatus.RUNNING,
+        )
+        run._state.adding, run._state.db = False, self.using
+        return run
 
 
-def _picked(tasks: Any, now: datetime, limit: int) -> Any:
-    return (
-        tasks.due(now).filter(db_use=False).exclude(expires_at__lte=now).order_by(*ORDER).values("id")[:limit]
-    )
+def _in_order(task: Any) -> tuple:
+    """The order runs start in: RETURNING gives rows in no particular order."""
+    return (-task.priority, task.next_run, task.pk)
 
 
-def _expired(tasks: Any, now: datetime) -> Any:
-    return tasks.due(now).filter(expires_at__lte=now)
+# SQL ------------------------------------------------------------------------------------------------
+
+
+def _due_where(claimer: Claimer, db_use: bool | None) -> str:
+    """The WHERE of TaskQuerySet.due() (waiting, unpaused, next_run <= %s) with this claimer's filters."""
+    where = "status = 'waiting' AND NOT paused AND next_run <= %s"
+    if db_use is not None:
+        where += " AND db_use" if db_use else " AND NOT db_use"
+    return where + _filters(claimer)
+
+
+def _filters(claimer: Claimer) -> str:
+    sql = ""
+    if claimer.queues:
+        sql += f" AND queue IN ({', '.join(['%s'] * len(claimer.queues))})"
+    return sql + (" AND next_run <= %s" if claimer.due_by else "")
+
+
+def _common_sql(claimer: Claimer) -> dict[str, str]:
+    table = claimer.tasks.table
+    return {
+        "any_plain": f"SELECT 1 FROM {table} WHERE {_due_where(claimer, None)} LIMIT 1",
+        "any_db_use": f"SELECT 1 FROM {table} WHERE {_due_where(claimer, True)} LIMIT 1",
+        "next_due": f"SELECT MIN(next_run) FROM {table} WHERE status = 'waiting' AND NOT paused"
+        + _filters(claimer),
+    }
 
 
 def _set_claimed(table: str) -> str:
@@ -65,115 +243,122 @@ def _set_claimed(table: str) -> str:
     )
 
 
-def _claim_postgresql(tasks: Any, runner: Any, limit: int, now: datetime) -> list[tuple[Any, Any]]:
-    from app.task import Task
-    from app.taskrun import TaskRun
+def _serialised_sql(claimer: Claimer) -> dict[str, str]:
+    table = claimer.tasks.table
+    sql = _common_sql(claimer)
+    sql["expire"] = (
+        f"UPDATE {table} SET status = %s, updated_at = %s WHERE id IN ({_expired_ids_sql(claimer)})"
+    )
+    sql["claim"] = (
+        f"UPDATE {table} SET {_set_claimed(table)} WHERE id IN ({_picked_ids_sql(claimer)}) "
+        f"RETURNING {claimer.tasks.select_list()}"
+    )
+    return sql
 
-    connection = connections[tasks.db]
-    quote = connection.ops.quote_name
-    task_table, run_table = quote(Task._meta.db_table), quote(TaskRun._meta.db_table)
-    picked_sql, picked_params = _picked(tasks, now, limit).query.sql_with_params()
-    expired_sql, expired_params = _expired(tasks, now).values("id").query.sql_with_params()
-    columns, values, value_params = _run_columns(connection)
-    sql = f"""
+
+def _postgresql_sql(claimer: Claimer) -> dict[str, str]:
+    table, run_table = claimer.tasks.table, claimer.runs.table
+    columns, _ = claimer.runs.insert_columns(FROM_TASK)
+    values = ", ".join(
+        [FROM_TASK[name] for name in FROM_TASK]
+        + [f"CAST(%s AS {db_type})" for db_type in claimer.runs.default_types(FROM_TASK)]
+    )
+    sql = _common_sql(claimer)
+    sql["claim"] = f"""
         WITH expired AS (
-            UPDATE {task_table} SET status = %s, updated_at = %s
-            WHERE id IN ({expired_sql} FOR UPDATE SKIP LOCKED)
-        ), picked AS ({picked_sql} FOR UPDATE SKIP LOCKED),
+            UPDATE {table} SET status = %s, updated_at = %s
+            WHERE id IN ({_expired_ids_sql(claimer)} FOR UPDATE SKIP LOCKED)
+        ), picked AS ({_picked_ids_sql(claimer)} FOR UPDATE SKIP LOCKED),
         claimed AS (
-            UPDATE {task_table} SET {_set_claimed(task_table)}
-            FROM picked WHERE {task_table}.id = picked.id
-            RETURNING {task_table}.*
+            UPDATE {table} SET {_set_claimed(table)}
+            FROM picked WHERE {table}.id = picked.id
+            RETURNING {claimer.tasks.select_list(table)}
         ), runs AS (
             INSERT INTO {run_table} ({columns}) SELECT {values} FROM claimed RETURNING id, task_id
         )
-        SELECT claimed.*, runs.id AS claimed_run_id FROM claimed JOIN runs ON runs.task_id = claimed.id
+        SELECT claimed.*, runs.id FROM claimed JOIN runs ON runs.task_id = claimed.id
+        ORDER BY claimed.priority DESC, claimed.next_run, claimed.id
     """
-    params = [
-        TaskStatus.EXPIRED, now, *expired_params, *picked_params,
-        TaskStatus.RUNNING, _pk(runner), now, *value_params,
-    ]  # fmt: skip
-    claimed = list(Task.objects.using(tasks.db).raw(sql, params))
-    return [(task, _opened_run(task, runner, task.claimed_run_id, tasks.db)) for task in claimed]
+    return sql
 
 
-def _run_columns(connection: Any) -> tuple[str, str, list[Any]]:
-    """The INSERT column list, the SELECT list filling it from ``claimed``, and its parameters."""
-    from app.taskrun import TaskRun
-
-    template = TaskRun(status=RunStatus.RUNNING)
-    columns, values, params = [], [], []
-    for field in TaskRun._meta.concrete_fields:
-        if field.primary_key or (field.null and field.attname not in FROM_TASK):
-            continue  # the database numbers it / NULL by default
-        columns.append(connection.ops.quote_name(field.column))
-        if field.attname in FROM_TASK:
-            values.append(FROM_TASK[field.attname])
-        else:
-            values.append(f"CAST(%s AS {field.db_type(connection)})")
-            params.append(field.get_db_prep_save(getattr(template, field.attname), connection))
-    return ", ".join(columns), ", ".join(values), params
-
-
-def _claim_serialised(tasks: Any, runner: Any, limit: int, now: datetime) -> list[tuple[Any, Any]]:
-    """SQLite (and any other backend): writers are serialised, so no row is ever claimed twice."""
-    from app.task import Task
-    from app.taskrun import TaskRun
-
-    connection = connections[tasks.db]
-    table = connection.ops.quote_name(Task._meta.db_table)
-    picked_sql, picked_params = _picked(tasks, now, limit).query.sql_with_params()
-    sql = f"UPDATE {table} SET {_set_claimed(table)} WHERE id IN ({picked_sql}) RETURNING *"
-    with transaction.atomic(using=tasks.db):
-        _expired(tasks, now).update(status=TaskStatus.EXPIRED, updated_at=now)
-        params = [TaskStatus.RUNNING, _pk(runner), now, *picked_params]
-        claimed = [_real_floats(task) for task in Task.objects.using(tasks.db).raw(sql, params)]
-        runs = TaskRun.objects.using(tasks.db).bulk_create([_opened_run(task, runner) for task in claimed])
-    return list(zip(claimed, runs, strict=True))
-
-
-def _real_floats(task: Any) -> Any:
-    """SQLite's RETURNING gives a REAL column's whole number as an int (before column affinity)."""
-    for field in (f.attname for f in type(task)._meta.concrete_fields if isinstance(f, FloatField)):
-        value = getattr(task, field)
-        if isinstance(value, int):
-            setattr(task, field, float(value))
-    return task
-
-
-def _claim_db_use(tasks: Any, runner: Any, now: datetime) -> list[tuple[Any, Any]]:
-    from app.task import _claim
-
-    with transaction.atomic(using=tasks.db):
-        candidates = (
-            tasks.due(now)
-            .filter(db_use=True)
-            .exclude(expires_at__lte=now)
-            .order_by(*ORDER)
-            .select_for_update(skip_locked=True)
-            .values_list("id", "db_use", "fence")[:1]
-        )
-        return _claim(list(candidates), runner, from_status=TaskStatus.WAITING)
-
-
-def _opened_run(task: Any, runner: Any, run_id: int | None = None, using: str = "default") -> Any:
-    """The TaskRun a claim opened for ``task`` (saved already when ``run_id`` is given)."""
-    from app.taskrun import TaskRun
-
-    run = TaskRun(
-        id=run_id,
-        task=task,
-        runner=runner,
-        fence=task.fence,
-        attempt=task.attempt,
-        scheduled_for=task.next_run,
-        started_at=task.updated_at,
-        status=RunStatus.RUNNING,
+def _expired_ids_sql(claimer: Claimer) -> str:
+    """Due (now = the first %s) and expired (expires_at <= the second %s), then the filters."""
+    return (
+        f"SELECT id FROM {claimer.tasks.table} WHERE status = 'waiting' AND NOT paused AND next_run <= %s "
+        f"AND expires_at <= %s{_filters(claimer)}"
     )
-    if run_id is not None:
-        run._state.adding, run._state.db = False, using
-    return run
 
 
-def _pk(runner: Any) -> int | None:
-    return runner.pk if runner is not None else None
+def _picked_ids_sql(claimer: Claimer) -> str:
+    """Picked ids: params are now (due), now (not expired), the filters, then the limit."""
+    return (
+        f"SELECT id FROM {claimer.tasks.table} WHERE status = 'waiting' AND NOT paused AND next_run <= %s "
+        f"AND NOT db_use AND (expires_at IS NULL OR expires_at > %s){_filters(claimer)} "
+        "ORDER BY priority DESC, next_run, id LIMIT %s"
+    )
+
+
+# Rows -----------------------------------------------------------------------------------------------
+
+
+class Rows:
+    """Reads a model's rows, fetched by hand, into instances, with the backend's own value converters."""
+
+    def __init__(self, model: Any, connection: Any) -> None:
+        self.model = model
+        self.connection = connection
+        self.fields = list(model._meta.concrete_fields)
+        self.table = connection.ops.quote_name(model._meta.db_table)
+        self.attnames = [field.attname for field in self.fields]
+        self._converters = [_converters(field, connection) for field in self.fields]
+        self._by_name = {field.attname: field for field in self.fields}
+
+    def select_list(self, table: str | None = None) -> str:
+        """Every column, in field order (qualified by ``table`` where a join makes names ambiguous)."""
+        quote = self.connection.ops.quote_name
+        prefix = f"{table}." if table else ""
+        return ", ".join(prefix + quote(field.column) for field in self.fields)
+
+    def instance(self, row: Sequence[Any]) -> Any:
+        values = [
+            _convert(value, converters, field, self.connection)
+            for value, converters, field in zip(row, self._converters, self.fields, strict=True)
+        ]
+        return self.model.from_db(self.connection.alias, self.attnames, values)
+
+    def convert(self, attname: str, value: Any) -> Any:
+        field = self._by_name[attname]
+        return _convert(value, _converters(field, self.connection), field, self.connection)
+
+    def prep(self, attname: str, value: Any) -> Any:
+        return self._by_name[attname].get_db_prep_save(value, self.connection)
+
+    def insert_columns(self, given: dict[str, str]) -> tuple[str, list[Any]]:
+        """Columns of an INSERT: ``given`` first, then every other NOT NULL one with its default."""
+        quote = self.connection.ops.quote_name
+        names = list(given) + [field.attname for field in self._defaulted(given)]
+        defaults = [self.prep(field.attname, field.get_default()) for field in self._defaulted(given)]
+        return ", ".join(quote(self._by_name[name].column) for name in names), defaults
+
+    def default_types(self, given: dict[str, str]) -> list[str]:
+        return [field.db_type(self.connection) for field in self._defaulted(given)]
+
+    def _defaulted(self, given: dict[str, str]) -> list[Any]:
+        return [f for f in self.fields if not f.primary_key and not f.null and f.attname not in given]
+
+
+def _converters(field: Any, connection: Any) -> tuple[Any, list[Any]]:
+    """The column expression and the converters the ORM itself would apply to this field's values."""
+    column = field.get_col(field.model._meta.db_table)
+    return column, connection.ops.get_db_converters(column) + field.get_db_converters(connection)
+
+
+def _convert(value: Any, converters: tuple[Any, list[Any]], field: Any, connection: Any) -> Any:
+    column, functions = converters
+    for converter in functions:
+        value = converter(value, column, connection)
+    # SQLite's RETURNING gives a REAL column's whole number as an int (before column affinity).
+    if isinstance(field, FloatField) and isinstance(value, int):
+        value = float(value)
+    return value

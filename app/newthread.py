@@ -63,7 +63,7 @@ def _isatty(stream: Any) -> bool:
         return False
 
 
-def _set_async_exc(ident: int, exc_type: type[BaseException] | None) -> int:
+def set_async_exc(ident: int, exc_type: type[BaseException] | None) -> int:
     """Raise ``exc_type`` in thread ``ident`` at its next bytecode (None cancels a pending one).
 
     Returns how many thread states were affected.
@@ -155,9 +155,9 @@ class New_Thread(threading.Thread):  # the published (ShakeCast) name, kept for 
                 return False
             self._interruptible = False
             self._stop_event.set()
-            affected = _set_async_exc(self.ident, exc_type)
+            affected = set_async_exc(self.ident, exc_type)
             if affected > 1:
-                _set_async_exc(self.ident, None)
+                set_async_exc(self.ident, None)
                 raise SystemError(f"PyThreadState_SetAsyncExc affected {affected} thread states")
         return affected == 1
 
@@ -186,7 +186,7 @@ class New_Thread(threading.Thread):  # the published (ShakeCast) name, kept for 
         finally:
             with self._interrupt_lock:
                 self._interruptible = False
-            _set_async_exc(threading.get_ident(), None)
+            set_async_exc(threading.get_ident(), None)
 
     def _call_loop(self) -> None:
         while not self._stop_event.is_set():

@@ -1,12 +1,14 @@
 """The run loop behind ``manage.py runtasks``.
 
-One main thread owns all bookkeeping: it claims due tasks, starts a New_Thread per run, records every
-outcome (in batches, one transaction each), enforces kill_time, heartbeats and recovers the work of dead
-runners. Task threads only run functions and hand their outcome back through a queue, so database writes
-for bookkeeping never race each other. The main thread sleeps on that queue: a finishing task, a stop
-request or the next deadline wakes it, and an idle runner costs next to no CPU.
+One main thread owns all bookkeeping: it claims due tasks, hands each run to a worker thread (a pool of
+New_Threads, app/workers.py), records every outcome (in batches, one transaction each), enforces
+kill_time, heartbeats and recovers the work of dead runners. Task threads only run functions and hand
+their outcome back through a queue, so database writes for bookkeeping never race each other. The main
+thread sleeps on that queue: a finishing task, a stop request or the next deadline wakes it, and an
+idle runner costs next to no CPU.
 """
 
+import collections
 import logging
 import queue
 import threading
@@ -21,21 +23,28 @@ from django.utils import timezone
 from app import conf, events
 from app.activerun import ActiveRun
 from app.bridge import RUNNERS_GROUP, ChannelBridge, runner_group
+from app.claiming import Claimer
 from app.context import TaskContext
 from app.execution import RunCancelled, RunInterrupted, TimeLimitExceeded, execute
-from app.newthread import New_Thread
 from app.runnerprocess import RunnerProcess
 from app.snapshot import run_outcome_state, task_state
 from app.status import Isolation, RunnerState, RunStatus
 from app.task import Task
 from app.taskrun import Outcome, TaskRun
 from app.wakeup import SqliteWatcher, watcher_for_default_database
+from app.workers import Job, WorkerPool
 
 logger = logging.getLogger("conductor.runner")
 #: Longest wait between two tries to reach a database that went away, in seconds.
 DATABASE_RETRY_MAX = 30.0
 #: Characters of a running task's output sent with its stack, so a page that opens late sees them.
 STACK_LOG_TAIL = 20000
+
+#: While recent runs are shorter than PREFETCH_MAX_RUN seconds (on average), claim up to this many runs per
+#: thread ahead of free threads: a drain of short tasks then costs one claim per batch, not one per run.
+#: Longer tasks are never claimed ahead, so they are never held back from other runners.
+PREFETCH_PER_THREAD = 4
+PREFETCH_MAX_RUN = 0.02
 
 STATUS_EVENTS = {
     RunStatus.CANCELLED: events.TASK_CANCELLED,
@@ -65,7 +74,10 @@ class Runner:
         self.worker_id = self.options.worker_id or RunnerProcess.default_worker_id()
         self.record: RunnerProcess | None = None
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._pool: WorkerPool | None = None
         self._active: dict[int, ActiveRun] = {}
+        self._backlog: collections.deque[tuple[Task, TaskRun]] = collections.deque()  # claimed ahead
+        self._recent_run: float | None = None  # moving average of run durations, seconds
         self._unrecorded: list[tuple[TaskRun, Outcome]] = []
         self._claimed = 0
         self._recorded = 0
@@ -90,7 +102,9 @@ class Runner:
         """Run until stopped (or, with once/max_tasks, until done). Returns the exit code."""
         self.record = RunnerProcess.register(self.worker_id, self.options.threads)
         self._once_cutoff = timezone.now() if self.options.once else None
+        self._claimer = Claimer(self.record, self.options.queues, due_by=self._once_cutoff)
         self._recover_stale()
+        self._pool = WorkerPool(self.options.threads, self._report_done)
         self._watcher = watcher_for_default_database(self._wake)
         if self.bridge is not None:
             groups = [runner_group(self.worker_id), RUNNERS_GROUP]
@@ -132,17 +146,8 @@ class Runner:
     # The loop ---------------------------------------------------------------------------------
 
     def _step(self) -> None:
-        for kind, payload in self._receive(self._wait_time()):
-            if kind == "done":
-                self._collect(*payload)
-            elif kind == "stop":
-                self._on_stop()
-            elif kind == "wake":
-                self._wake_pending = False
-            elif kind == "command":
-                self._on_command(payload)
-            elif kind == "layer":
-                self._on_layer_health(payload)
+        self._handle(self._receive(self._wait_time()))
+        self._start_backlog()  # free threads get work before the bookkeeping below
         try:
             now = time.monotonic()
             self._record_degraded()
@@ -156,6 +161,19 @@ class Runner:
             self._on_database_error(exc)
         else:
             self._on_database_ok()
+
+    def _handle(self, messages: list[tuple[str, Any]]) -> None:
+        for kind, payload in messages:
+            if kind == "done":
+                self._collect(*payload)
+            elif kind == "stop":
+                self._on_stop()
+            elif kind == "wake":
+                self._wake_pending = False
+            elif kind == "command":
+                self._on_command(payload)
+            elif kind == "layer":
+                self._on_layer_health(payload)
 
     def _on_database_error(self, exc: DatabaseError) -> None:
         """Running tasks go on; bookkeeping waits, retried with backoff (outcomes are kept meanwhile)."""
@@ -237,8 +255,8 @@ class Runner:
         if self._stop_requests > 1:
             return True
         if self._stop_requests:
-            return not self._active or self._grace_expired()
-        idle = not self._active and not self._unrecorded
+            return not (self._active or self._backlog) or self._grace_expired()
+        idle = not (self._active or self._backlog or self._unrecorded)
         if self.options.max_tasks is not None and self._recorded >= self.options.max_tasks:
             return idle
         return self.options.once and self._nothing_due and idle
@@ -250,7 +268,9 @@ class Runner:
     # Claiming and starting --------------------------------------------------------------------
 
     def _capacity(self) -> int:
-        free = self.options.threads - len(self._active)
+        free = self.options.threads - len(self._active) - len(self._backlog)
+        if self._recent_run is not None and self._recent_run < PREFETCH_MAX_RUN:
+            free += PREFETCH_PER_THREAD * self.options.threads
         if self.options.max_tasks is not None:
             free = min(free, self.options.max_tasks - self._claimed)
         return free
@@ -259,22 +279,22 @@ class Runner:
         free = self._capacity()
         if free <= 0:
             return
-        tasks = Task.objects.all()
-        if self.options.queues:
-            tasks = tasks.filter(queue__in=self.options.queues)
-        if self._once_cutoff is not None:
-            tasks = tasks.filter(next_run__lte=self._once_cutoff)
-        claimed = tasks.claim(self.record, free)
-        for task, run in claimed:
-            self._start(task, run)
+        claimed = self._claimer.claim(free)
+        self._backlog.extend(claimed)
+        self._start_backlog()
         self._claimed += len(claimed)
         self._nothing_due = not claimed
         self._next_poll = now + self.options.poll
-        self._next_due = self._when_next_due(tasks) if len(claimed) < free else None
+        self._next_due = self._when_next_due() if len(claimed) < free else None
 
-    def _when_next_due(self, tasks: Any) -> float | None:
+    def _start_backlog(self) -> None:
+        """Start claimed runs on free threads (none once the grace after a stop has run out)."""
+        while self._backlog and len(self._active) < self.options.threads and self._grace_interrupt_at is None:
+            self._start(*self._backlog.popleft())
+
+    def _when_next_due(self) -> float | None:
         """The monotonic time the next waiting task falls due, if in the future."""
-        at = tasks.next_due_at()
+        at = self._claimer.next_due_at()
         if at is None:
             return None
         wait = (at - timezone.now()).total_seconds()
@@ -282,17 +302,12 @@ class Runner:
 
     def _start(self, task: Task, run: TaskRun) -> None:
         context = TaskContext(task, run.pk, attempt=task.attempts, runner=self.worker_id)
-        thread = New_Thread(
-            self._run_in_thread,
-            {"task": task, "run_id": run.pk, "context": context},
-            name=f"{task.name}#{run.pk}",
-            daemon=True,  # a thread stuck in C must not keep a stopped runner's process alive
-        )
+        job = Job(run.pk, f"{task.name}#{run.pk}", lambda: execute(task, context))
+        thread = self._pool.take().submit(job)
         started = time.monotonic()
         # A process-isolated run enforces its own kill_time by killing its child process.
         deadline = started + task.kill_time if task.kill_time and task.isolation == Isolation.THREAD else None
         self._active[run.pk] = ActiveRun(task, run, thread, context, started, deadline)
-        thread.start()
         self._publish(events.TASK_CLAIMED, **self._describe(task, run), state=task_state(task))
         self._publish(
             events.THREAD_STARTED,
@@ -302,13 +317,9 @@ class Runner:
             daemon=thread.daemon,
         )
 
-    def _run_in_thread(self, task: Task, run_id: int, context: TaskContext) -> None:
-        """Run the function and report back (New_Thread closes the thread's DB connections)."""
-        outcome = None
-        try:
-            outcome = execute(task, context)
-        finally:
-            self._inbox.put(("done", (run_id, outcome)))
+    def _report_done(self, run_id: int, outcome: Outcome | None) -> None:
+        """From a worker thread: the run ended (outcome None: it ended outside its task)."""
+        self._inbox.put(("done", (run_id, outcome)))
 
     # Recording outcomes -----------------------------------------------------------------------
 
@@ -316,12 +327,15 @@ class Runner:
         active = self._active.pop(run_id, None)
         if active is None:
             return  # already collected as lost by _collect_dead_threads
+        self._pool.give_back(active.thread.worker)
         if outcome is None:
             now = time.time()
             outcome = Outcome(RunStatus.INTERRUPTED, now, now, error="interrupted outside the task")
         if active.overrunning:
             active.run.status = RunStatus.TIMED_OUT
         self._unrecorded.append((active.run, outcome))
+        previous = self._recent_run if self._recent_run is not None else outcome.duration
+        self._recent_run = 0.8 * previous + 0.2 * outcome.duration
 
     def _record_outcomes(self) -> None:
         if not self._unrecorded:
@@ -501,6 +515,8 @@ class Runner:
             )
             if leftover:
                 logger.warning("%d runs did not end in time; recorded as interrupted", len(leftover))
+            if self._pool is not None:
+                self._pool.close()  # idle workers end; one still stuck in a task is a daemon thread
             self._publish(events.RUNNER_DOWN, interrupted_runs=leftover)
             logger.info("Runner %s down after %d runs", self.worker_id, self._recorded)
             events.publisher.flush(timeout=2)

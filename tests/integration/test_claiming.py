@@ -92,9 +92,25 @@ def test_paused_future_and_other_queue_tasks_are_left_alone():
     Task.objects.filter(pk=later.pk).update(next_run=timezone.now() + timedelta(hours=1))
     Task.objects.filter(pk=elsewhere.pk).update(queue="other")
 
-    claimed = Task.objects.filter(queue="default").claim(make_runner(), limit=8)
+    claimed = Task.objects.claim(make_runner(), limit=8, queues=["default"])
 
     assert [task.pk for task, _ in claimed] == [mine.pk]
+
+
+def test_due_by_leaves_tasks_that_fell_due_later():
+    [early, late] = make_tasks(2)
+    cutoff = timezone.now()
+    Task.objects.filter(pk=early.pk).update(next_run=cutoff - timedelta(seconds=1))
+    Task.objects.filter(pk=late.pk).update(next_run=cutoff + timedelta(microseconds=1))
+
+    claimed = Task.objects.claim(make_runner(), limit=8, due_by=cutoff)
+
+    assert [task.pk for task, _ in claimed] == [early.pk]
+
+
+def test_a_filtered_queryset_is_refused_with_what_to_use_instead():
+    with pytest.raises(TypeError, match="queues= and due_by="):
+        Task.objects.filter(queue="default").claim(make_runner(), limit=8)
 
 
 def test_db_use_tasks_are_claimed_one_at_a_time_with_the_lease():
@@ -120,7 +136,7 @@ def test_a_full_claim_on_postgresql_is_one_statement():
         claimed = Task.objects.claim(runner, limit=4)
 
     assert len(claimed) == 4
-    assert len(queries) == 1, [q["sql"] for q in queries]
+    assert len(queries) == 1, [q["sql"] for q in queries]  # nothing left free, so no db_use look
     assert "FOR UPDATE SKIP LOCKED" in queries[0]["sql"]
     assert TaskRun.objects.count() == 4  # the statement ran once
 

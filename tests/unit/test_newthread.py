@@ -475,7 +475,7 @@ def test_interrupt_undoes_and_raises_when_several_thread_states_are_hit(monkeypa
         return 2 if exc_type is not None else 1
 
     thread, _, release = blocked_thread()
-    monkeypatch.setattr(newthread, "_set_async_exc", fake_set_async_exc)
+    monkeypatch.setattr(newthread, "set_async_exc", fake_set_async_exc)
     with pytest.raises(SystemError):
         thread.interrupt()
     assert calls[:2] == [(thread.ident, ThreadInterrupted), (thread.ident, None)]
@@ -485,7 +485,7 @@ def test_interrupt_undoes_and_raises_when_several_thread_states_are_hit(monkeypa
 
 def test_interrupt_returns_false_when_the_thread_state_is_gone(monkeypatch):
     thread, _, release = blocked_thread()
-    monkeypatch.setattr(newthread, "_set_async_exc", lambda ident, exc_type: 0)
+    monkeypatch.setattr(newthread, "set_async_exc", lambda ident, exc_type: 0)
     assert thread.interrupt() is False
     release.set()
     finish(thread)
