@@ -74,6 +74,9 @@ class Publisher:
         with self._lock:
             self._sinks = [*self._sinks, sink]
 
+    def has_subscribers(self) -> bool:
+        return len(self._sinks) > 1  # more than the log sink
+
     def unsubscribe(self, sink: Sink) -> None:
         with self._lock:
             self._sinks = [s for s in self._sinks if s != sink]  # bound methods are equal, not identical
@@ -107,6 +110,14 @@ class Publisher:
 
 
 publisher = Publisher()
+
+
+def listening() -> bool:
+    """Whether an event published now would reach anyone: a subscriber, or the log at DEBUG level.
+
+    Publishers on a hot path ask first, so that nobody pays for building events nobody reads.
+    """
+    return publisher.has_subscribers() or logger.isEnabledFor(logging.DEBUG)
 
 
 def publish(kind: str, **data: Any) -> None:

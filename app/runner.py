@@ -308,6 +308,8 @@ class Runner:
         # A process-isolated run enforces its own kill_time by killing its child process.
         deadline = started + task.kill_time if task.kill_time and task.isolation == Isolation.THREAD else None
         self._active[run.pk] = ActiveRun(task, run, thread, context, started, deadline)
+        if not events.listening():
+            return
         self._publish(events.TASK_CLAIMED, **self._describe(task, run), state=task_state(task))
         self._publish(
             events.THREAD_STARTED,
@@ -347,11 +349,26 @@ class Runner:
             self._unrecorded = batch + self._unrecorded  # kept, and tried again next step
             raise
         self._recorded += len(batch)
-        states = {
-            task.pk: task_state(task) for task in Task.objects.filter(pk__in=[r.task_id for r, _ in batch])
-        }
         for (run, outcome), ok in zip(batch, accepted, strict=True):
-            self._announce(run, outcome, ok, states.get(run.task_id))
+            self._log_outcome(run, outcome, ok)
+        if events.listening():  # the states are read only for someone to see them
+            states = {
+                task.pk: task_state(task)
+                for task in Task.objects.filter(pk__in=[r.task_id for r, _ in batch])
+            }
+            for (run, outcome), ok in zip(batch, accepted, strict=True):
+                self._announce(run, outcome, ok, states.get(run.task_id))
+
+    def _log_outcome(self, run: TaskRun, outcome: Outcome, accepted: bool) -> None:
+        if not accepted:
+            logger.warning(
+                "Run %s of %s ended after it was recovered elsewhere; its result was refused",
+                run.pk,
+                run.task.name,
+            )
+        elif outcome.status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+            logger.warning("Task %s run %s %s: %s", run.task.name, run.pk, outcome.status,
+                           _last_line(outcome.error))  # fmt: skip
 
     def _announce(self, run: TaskRun, outcome: Outcome, accepted: bool, state: dict | None) -> None:
         task = run.task
@@ -363,11 +380,6 @@ class Runner:
             ident=outcome.thread_ident,
         )
         if not accepted:
-            logger.warning(
-                "Run %s of %s ended after it was recovered elsewhere; its result was refused",
-                run.pk,
-                task.name,
-            )
             self._publish(events.LATE_WRITE_REFUSED, **described)
             return
         result = {
@@ -375,7 +387,7 @@ class Runner:
             "duration": outcome.duration,
             "output": outcome.output,
         }
-        first_error_line = outcome.error.strip().splitlines()[-1] if outcome.error else ""
+        first_error_line = _last_line(outcome.error)
         self._publish(
             STATUS_EVENTS[outcome.status],
             **described,
@@ -384,8 +396,6 @@ class Runner:
             state=state,
             run_state=run_outcome_state(run, outcome),
         )
-        if outcome.status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
-            logger.warning("Task %s run %s %s: %s", task.name, run.pk, outcome.status, first_error_line)
         if task.conn:
             self._publish(events.TASK_RESULT, **described, **result, conn=task.conn, error=outcome.error)
 
@@ -565,3 +575,7 @@ class Runner:
 
     def _publish(self, kind: str, **data: Any) -> None:
         events.publish(kind, runner=self.worker_id, **data)
+
+
+def _last_line(text: str) -> str:
+    return text.strip().splitlines()[-1] if text and text.strip() else ""

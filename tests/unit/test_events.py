@@ -245,3 +245,17 @@ def test_recorder_wait_for_times_out():
 
     with pytest.raises(TimeoutError, match=r"no matching event within 0\.05 s"):
         recorder.wait_for(lambda e: e["type"] == "never", timeout=0.05)
+
+
+def test_listening_only_when_someone_would_receive_an_event():
+    logger = logging.getLogger("conductor.events")
+    level = logger.level
+    try:
+        logger.setLevel(logging.INFO)
+        assert events.listening() is False  # the log sink alone, and it drops debug records
+        with events.recording():
+            assert events.listening() is True
+        logger.setLevel(logging.DEBUG)
+        assert events.listening() is True  # the log itself wants them
+    finally:
+        logger.setLevel(level)
