@@ -351,25 +351,47 @@ class Task(models.Model):
             return None
         return now + timedelta(seconds=schedule.retry_delay(self, self.attempt))
 
+    def run_effect(
+        self, status: str, now: datetime, retry_at: datetime | None = None, started: datetime | None = None
+    ) -> dict[str, Any]:
+        """How this (claimed) task changes after a run that started at ``started``, ended ``status``.
+
+        Plain values, the same keys always: ``status``; ``next_run`` (None: unchanged); ``series_over``
+        (attempt back to 0, one more run counted); ``loop_next_run``: when set, the task waits for that
+        time instead if its ``loop`` flag is still set when the result is recorded, since "stop looping"
+        may clear it during the run.
+        """
+        if status == RunStatus.INTERRUPTED or retry_at is not None:  # due again: now, or when retried
+            due = now if status == RunStatus.INTERRUPTED else retry_at
+            return {
+                "status": TaskStatus.WAITING,
+                "next_run": due,
+                "series_over": False,
+                "loop_next_run": None,
+            }
+        ends = not self.loop or (self.max_runs and self.run_count + 1 >= self.max_runs)
+        return {
+            "status": TASK_STATUS_AFTER_RUN[status],
+            "next_run": None,
+            "series_over": True,
+            "loop_next_run": None if ends else self.next_loop_run(now, started),
+        }
+
     def fields_after_run(
         self, status: str, now: datetime, retry_at: datetime | None = None, started: datetime | None = None
     ) -> dict[str, Any]:
-        """How this (claimed) task changes after a run that started at ``started``, ended ``status``."""
-        if status == RunStatus.INTERRUPTED:
-            return {"status": TaskStatus.WAITING, "next_run": now}
-        if retry_at is not None:
-            return {"status": TaskStatus.WAITING, "next_run": retry_at}
-        one_off = TASK_STATUS_AFTER_RUN[status]
-        series_over = {"attempt": 0, "run_count": F("run_count") + 1}
-        if not self.loop or (self.max_runs and self.run_count + 1 >= self.max_runs):
-            return {"status": one_off, **series_over}
+        """``run_effect`` as the keyword arguments of a fenced ``QuerySet.update()``."""
+        effect = self.run_effect(status, now, retry_at, started)
+        if not effect["series_over"]:
+            return {"status": effect["status"], "next_run": effect["next_run"]}
+        fields = {"status": effect["status"], "attempt": 0, "run_count": F("run_count") + 1}
+        if effect["loop_next_run"] is None:
+            return fields
         # The UPDATE reads the loop flag itself: "stop looping" may have cleared it during the run.
         return {
-            "status": Case(When(loop=True, then=Value(TaskStatus.WAITING)), default=Value(one_off)),
-            "next_run": Case(
-                When(loop=True, then=Value(self.next_loop_run(now, started))), default=F("next_run")
-            ),
-            **series_over,
+            **fields,
+            "status": Case(When(loop=True, then=Value(TaskStatus.WAITING)), default=Value(effect["status"])),
+            "next_run": Case(When(loop=True, then=Value(effect["loop_next_run"])), default=F("next_run")),
         }
 
     def next_loop_run(self, now: datetime, started: datetime | None = None) -> datetime:
