@@ -2,9 +2,10 @@
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from django.db import models, transaction
+from django.db import connections, models, router, transaction
+from django.db.models import FloatField
 from django.utils import timezone
 
 from app.lease import DB_USE, Lease
@@ -78,61 +79,30 @@ class TaskRun(models.Model):
         return f"run {self.pk} of task {self.task_id} ({self.status})"
 
     def finish(self, outcome: Outcome) -> bool:
-        """Record the outcome on the run and its task, in one transaction.
-
-        Refused (returns False) when the run was already closed by recovery or its task was claimed
-        again since: a late writer can never overwrite a newer run's result.
-        """
-        with transaction.atomic():
-            return self._finish(outcome, timezone.now())
-
-    def _finish(self, outcome: Outcome, now: datetime) -> bool:
-        from app.task import Task
-
-        if self.status == RunStatus.TIMED_OUT:
-            outcome.status = RunStatus.TIMED_OUT  # reported as overrunning: it stays timed out
-        task = self.task
-        retry_at = task.retry_at_after(outcome.status, now)
-        # The task first, fenced: only the run its current claim opened may record a result.
-        updated = Task.objects.filter(pk=task.pk, fence=self.fence, status=TaskStatus.RUNNING).update(
-            **task.fields_after_run(outcome.status, now, retry_at, started=_at(outcome.started)),
-            runner=None,
-            last_run=_at(outcome.started),
-            last_status=outcome.status,
-            output=outcome.output,
-            error=outcome.error,
-            updated_at=now,
-        )
-        if not updated:  # recovered elsewhere, maybe run again: this late result must not count
-            self._close(outcome, RunStatus.INTERRUPTED, REFUSED + outcome.error)
-            return False
-        self._close(outcome, outcome.status, outcome.error, retry_at)
-        if task.db_use:
-            Lease.objects.release(DB_USE, task.pk)
-        return True
-
-    def _close(self, outcome: Outcome, status: str, error: str, retry_at: datetime | None = None) -> int:
-        return TaskRun.objects.filter(pk=self.pk, finished_at__isnull=True).update(
-            status=status,
-            started_at=_at(outcome.started),
-            finished_at=_at(outcome.finished),
-            duration=outcome.duration,
-            output=outcome.output,
-            error=error,
-            log=outcome.log,
-            thread_name=outcome.thread_name,
-            thread_ident=outcome.thread_ident,
-            progress=outcome.progress,
-            progress_message=outcome.progress_message,
-            retry_at=retry_at,
-        )
+        """Record the outcome on the run and its task, in one transaction (``finish_many`` of one)."""
+        return TaskRun.finish_many([(self, outcome)])[0]
 
     @classmethod
     def finish_many(cls, finished: list[tuple["TaskRun", Outcome]]) -> list[bool]:
-        """Finish several runs in one transaction (one commit instead of many)."""
-        now = timezone.now()
-        with transaction.atomic():
-            return [run._finish(outcome, now) for run, outcome in finished]
+        """Record several outcomes in one transaction (one commit instead of many); accepted flags, in order.
+
+        A run is refused (False) when it was already closed by recovery or its task was claimed again
+        since: a late writer can never overwrite a newer run's result. For each accepted run, ``run.task``
+        is left as the task now is in the database (every column, from the fenced UPDATE's RETURNING), so
+        callers need not read the tasks again; a refused run's ``run.task`` is left as it was.
+        """
+        if not finished:
+            return []
+        alias = router.db_for_write(cls)
+        leased = [run.task.db_use for run, _ in finished]  # as claimed: run.task is updated below
+        with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+            recording = _Recording(cursor, timezone.now())
+            results = [recording.update_task(run, outcome) for run, outcome in finished]
+            recording.close_runs(finished, results)
+            accepted = [ok for ok, _ in results]
+            done = zip(finished, accepted, leased, strict=True)
+            _release_db_use(alias, [run.task_id for (run, _), ok, held in done if ok and held])
+        return accepted
 
     def mark_overrunning(self) -> bool:
         """Record that the run passed its kill_time and could not be interrupted yet."""
@@ -141,3 +111,168 @@ class TaskRun(models.Model):
             pk=self.pk, finished_at__isnull=True, status=RunStatus.RUNNING
         ).update(status=RunStatus.TIMED_OUT)
         return marked == 1
+
+
+def _release_db_use(alias: str, task_ids: list[int]) -> None:
+    """Free the db_use lease of these tasks, whose runs were accepted (a refused one's is a newer claim's)."""
+    if task_ids:
+        Lease.objects.using(alias).filter(name=DB_USE, task_id__in=task_ids).update(
+            task=None, runner=None, acquired_at=None
+        )
+
+
+#: What a finished run sets on its TaskRun row, in the order of ``_Statements.close_run``'s parameters.
+CLOSED_RUN_FIELDS = (
+    "status", "started_at", "finished_at", "duration", "output", "error", "log",
+    "thread_name", "thread_ident", "progress", "progress_message", "retry_at",
+)  # fmt: skip
+
+
+class _Statements:
+    """The SQL that records outcomes, with the fields that prepare its values and read back its rows.
+
+    Built once per database alias and kept. The backend converters are bound to the connection they were
+    built with; they only read its settings, the same for every connection of the alias.
+    """
+
+    _built: ClassVar[dict[str, "_Statements"]] = {}
+
+    @classmethod
+    def of(cls, connection: Any) -> "_Statements":
+        if connection.alias not in cls._built:
+            cls._built[connection.alias] = cls(connection)
+        return cls._built[connection.alias]
+
+    def __init__(self, connection: Any) -> None:
+        from app.task import Task
+
+        quote = connection.ops.quote_name
+        fields = Task._meta.concrete_fields
+        self.task_field = {field.attname: field for field in fields}
+        self.returned = [field.attname for field in fields]
+        #: (position in the RETURNING row, column, converters) of the columns the driver gives raw.
+        self.converted = [
+            (i, field.cached_col, converters)
+            for i, field in enumerate(fields)
+            if (converters := _converters(field, connection))
+        ]
+        self.update_task = _task_update_sql(quote(Task._meta.db_table), [quote(f.column) for f in fields])
+        self.closed_fields = [TaskRun._meta.get_field(name) for name in CLOSED_RUN_FIELDS]
+        self.close_run = (
+            f"UPDATE {quote(TaskRun._meta.db_table)} SET "
+            + ", ".join(f"{quote(field.column)} = %s" for field in self.closed_fields)
+            + " WHERE id = %s AND finished_at IS NULL"
+        )
+
+
+class _Recording:
+    """Recording one batch of outcomes, on ``cursor``, at ``now``."""
+
+    def __init__(self, cursor: Any, now: datetime) -> None:
+        self.cursor, self.connection, self.now = cursor, cursor.db, now
+        self.sql = _Statements.of(cursor.db)
+        self.prepared_now = self._prepared("updated_at", now)  # the same for the whole batch
+
+    def _prepared(self, task_field: str, value: Any) -> Any:
+        """``value`` as the database takes it for this Task field (None is NULL for all of them)."""
+        return (
+            None
+            if value is None
+            else self.sql.task_field[task_field].get_db_prep_save(value, self.connection)
+        )
+
+    def update_task(self, run: TaskRun, outcome: Outcome) -> tuple[bool, datetime | None]:
+        """The fenced UPDATE of one run's task: (accepted, when the failed try is retried)."""
+        if run.status == RunStatus.TIMED_OUT:
+            outcome.status = RunStatus.TIMED_OUT  # reported as overrunning: it stays timed out
+        task, now, started = run.task, self.now, _at(outcome.started)
+        retry_at = task.retry_at_after(outcome.status, now)
+        effect = task.run_effect(outcome.status, now, retry_at, started)
+        self.cursor.execute(
+            self.sql.update_task,
+            {
+                "loops": effect["loop_next_run"] is not None,
+                "loop_next_run": self._prepared("next_run", effect["loop_next_run"]),
+                "status": effect["status"],
+                "next_run": self._prepared("next_run", effect["next_run"]),
+                "series_over": effect["series_over"],
+                "counted": int(effect["series_over"]),
+                "last_run": self._prepared("last_run", started),
+                "last_status": outcome.status,
+                "output": self._prepared("output", outcome.output),
+                "error": outcome.error,
+                "now": self.prepared_now,
+                "id": task.pk,
+                "fence": run.fence,
+            },
+        )
+        row = self.cursor.fetchone()
+        if row is None:  # recovered elsewhere, maybe run again: this late result must not count
+            return False, None
+        self._apply(task, list(row))
+        return True, retry_at
+
+    def _apply(self, task: Any, row: list) -> None:
+        """Set the task's attributes from its RETURNING row, converted as the ORM would on reading it."""
+        for i, col, converters in self.sql.converted:
+            if row[i] is not None:  # NULL is None for every field here
+                for convert in converters:
+                    row[i] = convert(row[i], col, self.connection)
+        for attname, value in zip(self.sql.returned, row, strict=True):
+            setattr(task, attname, value)  # through the descriptors: a changed runner_id drops .runner
+
+    def close_runs(self, finished: list[tuple[TaskRun, Outcome]], results: list) -> None:
+        """Close the accepted runs with their status, the refused ones as interrupted; only open ones."""
+        accepted, refused = [], []
+        for (run, outcome), (ok, retry_at) in zip(finished, results, strict=True):
+            if ok:
+                accepted.append(self._closed(run, outcome, outcome.status, outcome.error, retry_at))
+            else:
+                refused.append(
+                    self._closed(run, outcome, RunStatus.INTERRUPTED, REFUSED + outcome.error, None)
+                )
+        for rows in (accepted, refused):
+            if rows:
+                self.cursor.executemany(self.sql.close_run, rows)
+
+    def _closed(self, run: TaskRun, outcome: Outcome, status: str, error: str, retry_at: Any) -> list:
+        """The parameters of ``close_run`` for one run."""
+        values = (
+            status, _at(outcome.started), _at(outcome.finished), outcome.duration, outcome.output, error,
+            outcome.log, outcome.thread_name, outcome.thread_ident, outcome.progress,
+            outcome.progress_message, retry_at,
+        )  # fmt: skip
+        prepared = [
+            None if value is None else field.get_db_prep_save(value, self.connection)
+            for field, value in zip(self.sql.closed_fields, values, strict=True)
+        ]
+        return [*prepared, run.pk]
+
+
+def _task_update_sql(table: str, returned: list[str]) -> str:
+    """One task's fenced UPDATE; its parameters say which case of ``Task.run_effect`` applies."""
+    return (
+        f"UPDATE {table} SET "
+        # A loop goes on only if its flag is still set: "stop looping" may have cleared it during the run.
+        f"status = CASE WHEN %(loops)s AND loop THEN '{TaskStatus.WAITING.value}' ELSE %(status)s END, "
+        "next_run = CASE WHEN %(loops)s AND loop THEN %(loop_next_run)s "
+        "ELSE COALESCE(%(next_run)s, next_run) END, "
+        "attempt = CASE WHEN %(series_over)s THEN 0 ELSE attempt END, run_count = run_count + %(counted)s, "
+        "runner_id = NULL, last_run = %(last_run)s, last_status = %(last_status)s, output = %(output)s, "
+        "error = %(error)s, updated_at = %(now)s "
+        f"WHERE id = %(id)s AND fence = %(fence)s AND status = '{TaskStatus.RUNNING.value}' "
+        f"RETURNING {', '.join(returned)}"
+    )
+
+
+def _converters(field: Any, connection: Any) -> list:
+    """What turns this field's column, as the driver returns it, into the model's value."""
+    converters = connection.ops.get_db_converters(field.cached_col) + field.get_db_converters(connection)
+    if isinstance(field, FloatField):
+        converters.append(_real_float)
+    return converters
+
+
+def _real_float(value: Any, expression: Any, connection: Any) -> Any:
+    """SQLite's RETURNING gives a REAL column's whole number as an int (before column affinity)."""
+    return float(value) if isinstance(value, int) else value
