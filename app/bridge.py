@@ -87,7 +87,7 @@ class ChannelBridge:
             )
             self._thread.start()
         self._tasks.append(self._submit(self._send_batches()))
-        events.publisher.subscribe(self.sink)
+        events.publisher.subscribe_batches(self.sink_batch)
         return self
 
     def stop(self) -> None:
@@ -102,7 +102,7 @@ class ChannelBridge:
             self.loop.close()
 
     async def aclose(self) -> None:
-        events.publisher.unsubscribe(self.sink)
+        events.publisher.unsubscribe(self.sink_batch)
         try:  # what the sender has taken is delivered too, not only what is still queued
             await asyncio.wait_for(self._queue.join(), timeout=5)
         except TimeoutError:
@@ -124,6 +124,10 @@ class ChannelBridge:
         """An events sink: hands the event to the loop without waiting."""
         self.loop.call_soon_threadsafe(self._enqueue, event)
 
+    def sink_batch(self, batch: list[dict]) -> None:
+        """A batch sink: one wake-up of the loop for a whole burst of events."""
+        self.loop.call_soon_threadsafe(self._enqueue_many, batch)
+
     def send(self, channel: str, message: dict) -> None:
         self._submit(self._guarded(self.layer.send(channel, message)))
 
@@ -140,6 +144,10 @@ class ChannelBridge:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
 
     # On the loop ------------------------------------------------------------------------------
+
+    def _enqueue_many(self, batch: list[dict]) -> None:
+        for event in batch:
+            self._enqueue(event)
 
     def _enqueue(self, event: dict) -> None:
         try:

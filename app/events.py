@@ -48,6 +48,10 @@ TASK_CHANGED = "task.changed"
 TASK_DELETED = "task.deleted"
 
 
+#: Most events handed to the sinks at once.
+PUMP_BATCH = 500
+
+
 def log_sink(event: Event) -> None:
     logger.debug("%s %s", event["type"], event, extra={"event": event})
 
@@ -59,6 +63,7 @@ class Publisher:
         self._maxsize = maxsize  # None: EVENT_QUEUE_SIZE, read when the pump starts
         self._queue: queue.Queue[Event] = queue.Queue()
         self._sinks: list[Sink] = [log_sink]
+        self._batch_sinks: list[Callable[[list[Event]], None]] = []  # take every event queued at once
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.dropped = 0
@@ -74,12 +79,18 @@ class Publisher:
         with self._lock:
             self._sinks = [*self._sinks, sink]
 
-    def has_subscribers(self) -> bool:
-        return len(self._sinks) > 1  # more than the log sink
-
-    def unsubscribe(self, sink: Sink) -> None:
+    def subscribe_batches(self, sink: Callable[[list[Event]], None]) -> None:
+        """``sink`` gets lists of events: what was queued when the pump woke, in order."""
         with self._lock:
-            self._sinks = [s for s in self._sinks if s != sink]  # bound methods are equal, not identical
+            self._batch_sinks = [*self._batch_sinks, sink]
+
+    def has_subscribers(self) -> bool:
+        return len(self._sinks) > 1 or bool(self._batch_sinks)  # more than the log sink
+
+    def unsubscribe(self, sink: Callable[..., None]) -> None:
+        with self._lock:  # bound methods are equal, not identical
+            self._sinks = [s for s in self._sinks if s != sink]
+            self._batch_sinks = [s for s in self._batch_sinks if s != sink]
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every published event has reached the sinks; False on timeout."""
@@ -100,13 +111,30 @@ class Publisher:
 
     def _pump(self) -> None:
         while True:
-            event = self._queue.get()
-            for sink in self._sinks:
+            batch = self._take_batch()
+            for sink in self._batch_sinks:
                 try:
-                    sink(event)
+                    sink(batch)
                 except Exception:
-                    logger.exception("Event sink %r failed on %s", sink, event["type"])
-            self._queue.task_done()
+                    logger.exception("Event sink %r failed on %d events", sink, len(batch))
+            for event in batch:
+                for sink in self._sinks:
+                    try:
+                        sink(event)
+                    except Exception:
+                        logger.exception("Event sink %r failed on %s", sink, event["type"])
+            for _ in batch:
+                self._queue.task_done()
+
+    def _take_batch(self) -> list[Event]:
+        """The next event (waiting for it), and every other one already queued: one hand-over for a burst."""
+        batch = [self._queue.get()]
+        while len(batch) < PUMP_BATCH:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
 
 
 publisher = Publisher()

@@ -45,7 +45,7 @@ class RunnerQuerySet(models.QuerySet):
             )
             open_runs.update(finished_at=now)  # timed-out runs keep their status
             Task.objects.filter(runner_id__in=runner_ids, status=TaskStatus.RUNNING).update(
-                status=TaskStatus.WAITING, next_run=now, runner=None
+                status=TaskStatus.WAITING, next_run=now, runner=None, updated_at=now
             )
             Lease.objects.release_held_by(runner_ids)
             RunnerProcess.objects.filter(id__in=runner_ids).update(state=final_state, busy=0, stopped_at=now)

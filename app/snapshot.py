@@ -58,6 +58,7 @@ def task_state(task: Any) -> dict[str, Any]:
         "isolation": str(task.isolation),
         "priority": task.priority,
         "queue": task.queue,
+        "updated_at": epoch(task.updated_at),  # states from different processes race: newest wins
     }
 
 

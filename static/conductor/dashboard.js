@@ -350,8 +350,10 @@ function updateRunner(event, fields) {
   state.runners.set(event.runner, { worker_id: event.runner, host: "", pid: null, state: "running", threads: 0, busy: 0, ...known, ...fields });
 }
 
+// States come from the runners and the web servers, which race: keep the newest, never an older one.
 function setTask(task) {
-  if (task) state.tasks.set(task.id, task);
+  const known = task && state.tasks.get(task.id);
+  if (task && !(known && known.updated_at > task.updated_at)) state.tasks.set(task.id, task);
 }
 
 function updateThread(run, fields) {

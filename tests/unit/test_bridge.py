@@ -257,14 +257,14 @@ async def test_a_bridge_on_the_callers_loop_refuses_a_blocking_stop():
     finally:
         await bridge.aclose()
         await asyncio.sleep(0.01)
-    assert bridge.sink not in events.publisher._sinks  # aclose() unsubscribes
+    assert bridge.sink_batch not in events.publisher._batch_sinks  # aclose() unsubscribes
 
 
 def test_stop_unsubscribes_the_bridge_from_events():
     own = OwnLoopBridge()
     own.bridge.stop()
     own.bridge.loop.close()
-    subscribed = any(s == own.bridge.sink for s in events.publisher._sinks)
+    subscribed = any(s == own.bridge.sink_batch for s in events.publisher._batch_sinks)
     assert not subscribed
 
 

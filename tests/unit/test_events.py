@@ -259,3 +259,17 @@ def test_listening_only_when_someone_would_receive_an_event():
         assert events.listening() is True  # the log itself wants them
     finally:
         logger.setLevel(level)
+
+
+def test_a_batch_sink_gets_a_burst_in_order_and_plain_sinks_each_event():
+    publisher = Publisher(maxsize=1000)
+    batches: list[list[dict]] = []
+    recorder = events.Recorder()
+    publisher.subscribe_batches(batches.append)
+    publisher.subscribe(recorder)
+    for n in range(200):
+        publisher.publish("test.event", n=n)
+    assert publisher.flush(TIMEOUT)
+    assert [e["n"] for batch in batches for e in batch] == list(range(200))
+    assert len(batches) < 200  # bursts are handed over together
+    assert [e["n"] for e in recorder.events] == list(range(200))
