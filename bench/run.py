@@ -7,6 +7,13 @@ directory, and uses the ORM from this process on the same file to insert tasks a
 - pickup latency: 100 ``stamp`` tasks inserted one at a time into an idle ``runtasks --threads 8``;
   latency = the time at the function's first line - next_run.
 - idle cost: the same runner's CPU time over 20 s with nothing to do, and its resident memory.
+- loop drift: one looping ``stamp`` task (``interval=1``, ``max_runs=100``, first due 1 s after it is
+  saved) in an otherwise idle ``runtasks --threads 8``; drift of run k = its start (the function's first
+  line) - (run 1's start + (k - 1) s). The |drift| of runs 2..100, run 100's drift (accumulated) and
+  the mean interval.
+- memory over 100,000 tasks: 100,000 no-op tasks bulk-inserted, ``runtasks --once --threads 8``; the
+  runner's VmRSS every 0.5 s, read at 10%, 50% and 90% of the runs done (by the runs' finished_at) and
+  at the end; tasks/s of that drain as above.
 
 Live state (a WebSocket dashboard, bench/live.py), measured embedded and through Redis:
 
@@ -33,10 +40,15 @@ Peer task runners (bench/peers/, installed into .bench-venv only): django-tasks-
 measured the same way (drain, pickup latency, idle cost) and printed with Conductor's figures and ratios in
 one table at the end; BENCH_PEERS=0 skips them, BENCH_PEERS=huey,q2 picks some.
 
+BENCH_ONLY picks measurements for a quick run, e.g. ``BENCH_ONLY=drift,memory`` (a comma-separated list of
+drain, latency, drift, memory, events, dashboards, postgres, peers); unset, everything runs.
+
 These are measurements, not tests: nothing here passes or fails on a number.
 """
 
+import bisect
 import json
+import math
 import os
 import shutil
 import signal
@@ -46,6 +58,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +73,16 @@ LIVE_SAMPLES = 100
 LIVE_GAP = 0.02
 DASHBOARDS = 50
 DASHBOARD_ROUNDS = 3
+DRIFT_RUNS = 100
+DRIFT_INTERVAL = 1.0
+MEMORY_TASKS = 100_000
+MEMORY_INSERT_BATCH = 5000
+MEMORY_SAMPLE_EVERY = 0.5
+MEMORY_TIMEOUT = 1800.0
+MEMORY_POINTS = (10, 50, 90)  # % of the runs done
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+#: What BENCH_ONLY may name, in the order they run.
+SECTIONS = ("drain", "latency", "drift", "memory", "events", "dashboards", "postgres", "peers")
 IN_MEMORY = {"REDIS_URL": ""}  # an empty REDIS_URL: the in-memory channel layer
 
 WORK_DIR = Path(tempfile.mkdtemp(prefix="conductor-bench-"))
@@ -81,7 +103,7 @@ import django  # noqa: E402
 
 django.setup()
 
-from django.db import connection  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
 from django.db.models import Max, Min  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
@@ -169,26 +191,31 @@ def drain_once(round_no: int) -> tuple[float, float]:
     return rate, wall
 
 
-def insert_noop_tasks() -> None:
+def insert_noop_tasks(count: int = DRAIN_TASKS, chunk: int = DRAIN_TASKS) -> None:
+    """``count`` no-op tasks due now, built ``chunk`` at a time, in one transaction."""
     now = timezone.now()
-    Task.objects.bulk_create(
-        [
-            Task(name=f"noop-{i}", task_id=uuid.uuid4().hex, func="bench.functions.noop", next_run=now)
-            for i in range(DRAIN_TASKS)
-        ],
-        batch_size=500,
-    )
+    with transaction.atomic():
+        for start in range(0, count, chunk):
+            Task.objects.bulk_create(
+                [
+                    Task(
+                        name=f"noop-{i}", task_id=uuid.uuid4().hex, func="bench.functions.noop", next_run=now
+                    )
+                    for i in range(start, min(start + chunk, count))
+                ],
+                batch_size=500,
+            )
 
 
-def drain_rate(log_path: Path) -> tuple[float, float]:
+def drain_rate(log_path: Path, expected: int = DRAIN_TASKS) -> tuple[float, float]:
     """(tasks/s, seconds) from the first run's start to the last run's end; fails unless all finished."""
     finished = TaskRun.objects.filter(status=RunStatus.FINISHED, finished_at__isnull=False)
     count = finished.count()
-    if count != DRAIN_TASKS or Task.objects.exclude(status=TaskStatus.FINISHED).exists():
-        fail(f"{count} of {DRAIN_TASKS} runs finished", log_path)
+    if count != expected or Task.objects.exclude(status=TaskStatus.FINISHED).exists():
+        fail(f"{count} of {expected} runs finished", log_path)
     span = finished.aggregate(first=Min("started_at"), last=Max("finished_at"))
     seconds = (span["last"] - span["first"]).total_seconds()
-    return DRAIN_TASKS / seconds, seconds
+    return expected / seconds, seconds
 
 
 # Pickup latency and idle cost ---------------------------------------------------------------------
@@ -264,6 +291,126 @@ def latency_and_idle() -> dict[str, float]:
         "idle_cpu": idle_cpu,
         "idle_rss": idle_rss,
     }
+
+
+# Loop drift and memory over a long drain ----------------------------------------------------------
+
+
+def loop_drift() -> dict[str, float]:
+    """One looping stamp task, interval 1 s, for DRIFT_RUNS runs in an otherwise idle runner."""
+    fresh_database()
+    process, log_path = start_runtasks("drift", "--threads", str(THREADS), "--worker-id", "drift")
+    try:
+        wait_for(lambda: signed_in("drift"), 60, "the runner to sign in", process, log_path)
+        task = Task.objects.create(
+            name="drift",
+            func="bench.functions.stamp",
+            loop=True,
+            interval=DRIFT_INTERVAL,
+            max_runs=DRIFT_RUNS,
+            # Due one interval from now, so that run 1 is started by the runner's timer like the others
+            # (not picked up as a new row: its pickup latency would shift the whole ideal grid).
+            next_run=timezone.now() + timedelta(seconds=DRIFT_INTERVAL),
+        )
+        runs = TaskRun.objects.filter(task=task, finished_at__isnull=False)
+        # Checked once a second: the bench's own queries stay out of the runner's way.
+        wait_for(lambda: runs.count() >= DRIFT_RUNS, DRIFT_RUNS * DRIFT_INTERVAL + 60,
+                 f"{DRIFT_RUNS} runs of the looping task", process, log_path, interval=1.0)  # fmt: skip
+        stop(process, log_path)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    done = list(runs.order_by("scheduled_for", "id"))
+    if len(done) != DRIFT_RUNS or any(r.status != RunStatus.FINISHED for r in done):
+        fail(f"{len(done)} runs, not {DRIFT_RUNS} finished ones, of the looping task", log_path)
+    starts = [run.output for run in done]
+    drift_ms = [1000 * (start - (starts[0] + k * DRIFT_INTERVAL)) for k, start in enumerate(starts)]
+    late_ms = sorted(1000 * (run.output - run.scheduled_for.timestamp()) for run in done)
+    size = sorted(abs(d) for d in drift_ms[1:])  # run 1 is the origin: its drift is 0 by definition
+    result = {
+        "p50": percentile(size, 50),
+        "p95": percentile(size, 95),
+        "max": size[-1],
+        "last": drift_ms[-1],
+        "interval": (starts[-1] - starts[0]) / (len(starts) - 1),
+        "late_p50": percentile(late_ms, 50),
+        "late_p95": percentile(late_ms, 95),
+    }
+    say(
+        f"  |drift| over runs 2..{DRIFT_RUNS}: p50 {result['p50']:.1f} ms, p95 {result['p95']:.1f} ms, "
+        f"max {result['max']:.1f} ms; run {DRIFT_RUNS}: {result['last']:+.1f} ms; mean interval "
+        f"{result['interval']:.4f} s; start - scheduled_for p50 {result['late_p50']:.1f} ms, "
+        f"p95 {result['late_p95']:.1f} ms"
+    )
+    return result
+
+
+def memory_over_drain() -> dict[str, Any]:
+    """MEMORY_TASKS no-op tasks through ``runtasks --once``; its VmRSS sampled every MEMORY_SAMPLE_EVERY s."""
+    fresh_database()
+    began = time.monotonic()
+    insert_noop_tasks(MEMORY_TASKS, MEMORY_INSERT_BATCH)
+    say(f"  {MEMORY_TASKS:,} tasks inserted in {time.monotonic() - began:.1f} s")
+    connection.close()  # the bench's connection stays out of the runner's way
+    samples: list[tuple[float, float]] = []  # (time.time(), VmRSS MB)
+    started = time.monotonic()
+    process, log_path = start_runtasks("memory", "--once", "--threads", str(THREADS))
+    try:
+        next_sample = started
+        while process.poll() is None:
+            try:
+                rss = rss_mb(process.pid)
+            except OSError:  # exited between poll() and the read
+                break
+            if not math.isnan(rss):  # an exited, not yet reaped, process has no VmRSS
+                samples.append((time.time(), rss))
+            if time.monotonic() - started > MEMORY_TIMEOUT:
+                fail(
+                    f"runtasks --once did not finish {MEMORY_TASKS:,} tasks in {MEMORY_TIMEOUT:.0f} s",
+                    log_path,
+                )
+            next_sample += MEMORY_SAMPLE_EVERY
+            time.sleep(max(0.0, next_sample - time.monotonic()))
+        code = process.wait(30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    wall = time.monotonic() - started
+    if code != 0:
+        fail(f"runtasks --once exited with {code}", log_path)
+    if not samples:
+        fail("no RSS sample of the runner", log_path)
+    rate, seconds = drain_rate(log_path, MEMORY_TASKS)
+    # When p% of the runs were done, by their own finished_at; the first sample taken after that moment.
+    ends = sorted(
+        at.timestamp()
+        for at in TaskRun.objects.values_list("finished_at", flat=True).iterator(chunk_size=10000)
+    )
+    times = [at for at, _ in samples]
+    at_point = {}
+    for pct in MEMORY_POINTS:
+        moment = ends[max(0, math.ceil(pct / 100 * len(ends)) - 1)]
+        at_point[pct] = samples[min(bisect.bisect_left(times, moment), len(samples) - 1)][1]
+    result = {
+        "at": at_point,
+        "end": samples[-1][1],
+        "first": samples[0][1],
+        "peak": max(rss for _, rss in samples),
+        "growth": at_point[MEMORY_POINTS[-1]] - at_point[MEMORY_POINTS[0]],
+        "samples": len(samples),
+        "rate": rate,
+        "seconds": seconds,
+        "wall": wall,
+    }
+    points = ", ".join(f"{pct}% {rss:.1f} MB" for pct, rss in at_point.items())
+    say(
+        f"  RSS at {points}, end {result['end']:.1f} MB (peak {result['peak']:.1f} MB, "
+        f"{len(samples)} samples); growth 10% -> 90%: {result['growth']:+.1f} MB"
+    )
+    say(f"  drain: {rate:,.0f} tasks/s over {seconds:.2f} s; process wall {wall:.2f} s")
+    return result
 
 
 # Live state: event latency and drain with dashboards ----------------------------------------------
@@ -404,41 +551,97 @@ def postgres_rows() -> list[tuple[str, str, str]]:
     return [tuple(row) for row in json.loads(out.read_text())]
 
 
-def main() -> None:
-    began = time.monotonic()
-    load_at_start = os.getloadavg()[0]
-    require_redis()
-    say(f"Conductor bench: embedded default (SQLite file in {WORK_DIR})")
-    try:
+def selected_sections() -> list[str]:
+    """BENCH_ONLY's measurements (a comma-separated list of SECTIONS), in SECTIONS order; unset: all."""
+    choice = os.environ.get("BENCH_ONLY", "").strip()
+    if not choice:
+        return list(SECTIONS)
+    names = {name.strip() for name in choice.split(",") if name.strip()}
+    if unknown := sorted(names - set(SECTIONS)):
+        raise SystemExit(
+            f"bench failed: BENCH_ONLY names unknown measurements {unknown}; choose from {SECTIONS}"
+        )
+    return [name for name in SECTIONS if name in names]
+
+
+def measure(sections: list[str]) -> dict[str, Any]:
+    """Run the selected measurements, printing as they go; their results by section."""
+    results: dict[str, Any] = {}
+    if "drain" in sections:
         say(f"Drain: {DRAIN_TASKS} no-op tasks, runtasks --once --threads {THREADS}, {DRAIN_ROUNDS} rounds")
-        rounds = [drain_once(n + 1) for n in range(DRAIN_ROUNDS)]
+        results["drain"] = [drain_once(n + 1) for n in range(DRAIN_ROUNDS)]
+    if "latency" in sections:
         say(f"Pickup latency and idle cost: runtasks --threads {THREADS} (default poll)")
-        idle = latency_and_idle()
+        results["latency"] = latency_and_idle()
+    if "drift" in sections:
+        say(f"Loop drift: one looping stamp task, interval {DRIFT_INTERVAL:g} s, {DRIFT_RUNS} runs, idle "
+            f"runtasks --threads {THREADS}")  # fmt: skip
+        results["drift"] = loop_drift()
+    if "memory" in sections:
+        say(f"Memory: {MEMORY_TASKS:,} no-op tasks, runtasks --once --threads {THREADS}, VmRSS every "
+            f"{MEMORY_SAMPLE_EVERY:g} s")  # fmt: skip
+        results["memory"] = memory_over_drain()
+    if "events" in sections:
         say(f"Event latency to a WebSocket dashboard: {LIVE_SAMPLES} stamp tasks, one at a time")
-        latency = {mode: event_latency(mode) for mode in ("embedded", "redis")}
+        results["events"] = {mode: event_latency(mode) for mode in ("embedded", "redis")}
+    if "dashboards" in sections:
         say(f"Drain through Redis with {DASHBOARDS} dashboards vs none: {DASHBOARD_ROUNDS} rounds each")
         watched: dict[int, list[dict[str, Any]]] = {0: [], DASHBOARDS: []}
         for n in range(DASHBOARD_ROUNDS):
             for count in (0, DASHBOARDS):
                 watched[count].append(drain_with_dashboards(n + 1, count))
-        postgres = postgres_rows()
-    finally:
-        connection.close()
-        shutil.rmtree(WORK_DIR, ignore_errors=True)
+        results["dashboards"] = watched
+    if "postgres" in sections:
+        results["postgres"] = postgres_rows()
+    return results
 
+
+def drain_rows(rounds: list[tuple[float, float]]) -> list[tuple[str, str, str]]:
     rates = [rate for rate, _ in rounds]
     walls = [wall for _, wall in rounds]
-    rows = [
+    return [
         ("drain throughput (median of 3)", f"{statistics.median(rates):,.0f} tasks/s",
          "runs: " + ", ".join(f"{r:,.0f}" for r in rates)),
         ("drain wall time, 2,000 tasks (median)", f"{statistics.median(walls):.2f} s",
          "process start to exit, incl. Django start-up"),
+    ]  # fmt: skip
+
+
+def latency_rows(idle: dict[str, float]) -> list[tuple[str, str, str]]:
+    return [
         ("pickup latency p50", f"{idle['p50']:.1f} ms", f"{LATENCY_TASKS} tasks, one at a time"),
         ("pickup latency p95", f"{idle['p95']:.1f} ms", ""),
         ("pickup latency max", f"{idle['max']:.1f} ms", ""),
         ("idle CPU", f"{idle['idle_cpu']:.3f} s / {IDLE_SECONDS:.0f} s", "utime+stime from /proc"),
         ("idle RSS", f"{idle['idle_rss']:.1f} MB", "VmRSS"),
+    ]
+
+
+def drift_rows(drift: dict[str, float]) -> list[tuple[str, str, str]]:
+    return [
+        ("loop drift |drift| p50 / p95 / max",
+         f"{drift['p50']:.1f} / {drift['p95']:.1f} / {drift['max']:.1f} ms",
+         f"runs 2..{DRIFT_RUNS} of one loop, interval {DRIFT_INTERVAL:g} s; start - (run 1's start + k s)"),
+        (f"loop drift of run {DRIFT_RUNS} (accumulated)", f"{drift['last']:+.1f} ms", ""),
+        ("loop mean interval between starts", f"{drift['interval']:.4f} s",
+         f"start - scheduled_for: p50 {drift['late_p50']:.1f} ms, p95 {drift['late_p95']:.1f} ms"),
     ]  # fmt: skip
+
+
+def memory_rows(memory: dict[str, Any]) -> list[tuple[str, str, str]]:
+    points = " / ".join(f"{rss:.1f}" for rss in memory["at"].values())
+    return [
+        (f"RSS over {MEMORY_TASKS:,} tasks at 10% / 50% / 90% / end", f"{points} / {memory['end']:.1f} MB",
+         f"VmRSS every {MEMORY_SAMPLE_EVERY:g} s ({memory['samples']} samples); first "
+         f"{memory['first']:.1f} MB, peak {memory['peak']:.1f} MB"),
+        ("  RSS growth 10% -> 90%", f"{memory['growth']:+.1f} MB", ""),
+        (f"drain of {MEMORY_TASKS:,} tasks", f"{memory['rate']:,.0f} tasks/s",
+         f"over {memory['seconds']:.1f} s; process wall {memory['wall']:.1f} s"),
+    ]  # fmt: skip
+
+
+def event_rows(latency: dict[str, dict[str, list[float]]]) -> list[tuple[str, str, str]]:
+    rows = []
     names = {"embedded": "embedded (--serve)", "redis": "through Redis"}
     for mode, samples in latency.items():
         for key, what, note in (
@@ -449,12 +652,16 @@ def main() -> None:
             values = samples[key]
             value = f"{percentile(values, 50):.1f} / {percentile(values, 95):.1f} ms"
             rows.append((f"event latency, {names[mode]}, {what}", value, note))
+    return rows
+
+
+def dashboard_rows(watched: dict[int, list[dict[str, Any]]]) -> list[tuple[str, str, str]]:
     idle_rate = statistics.median(r["rate"] for r in watched[0])
     busy_rate = statistics.median(r["rate"] for r in watched[DASHBOARDS])
     delivered = [min(r["delivered"]) for r in watched[DASHBOARDS]]
     web_cpu = {count: statistics.median(r["web_cpu"] for r in watched[count]) for count in watched}
     own_cpu = statistics.median(r["own_cpu"] for r in watched[DASHBOARDS])
-    rows += [
+    return [
         ("drain through Redis, no dashboards (median)", f"{idle_rate:,.0f} tasks/s",
          "runs: " + ", ".join(f"{r['rate']:,.0f}" for r in watched[0])),
         (f"drain through Redis, {DASHBOARDS} dashboards (median)", f"{busy_rate:,.0f} tasks/s",
@@ -467,14 +674,47 @@ def main() -> None:
          f"median; none: {web_cpu[0]:.2f} s; the {DASHBOARDS} clients: {own_cpu:.2f} s, "
          f"on {os.cpu_count()} CPUs shared by all"),
     ]  # fmt: skip
-    rows += postgres
-    width = [max(len(row[i]) for row in rows) for i in range(3)]
-    line = "-" * (sum(width) + 6)
-    say("\n" + line)
-    for name, value, note in rows:
-        say(f"{name:<{width[0]}}  {value:>{width[1]}}  {note}")
-    say(line)
-    peers.compare({"drain": statistics.median(rates), **idle})
+
+
+def main() -> None:
+    began = time.monotonic()
+    load_at_start = os.getloadavg()[0]
+    sections = selected_sections()
+    if {"events", "dashboards"} & set(sections):
+        require_redis()
+    say(f"Conductor bench: embedded default (SQLite file in {WORK_DIR}); measuring {', '.join(sections)}")
+    try:
+        results = measure(sections)
+    finally:
+        connection.close()
+        shutil.rmtree(WORK_DIR, ignore_errors=True)
+
+    builders = {
+        "drain": drain_rows,
+        "latency": latency_rows,
+        "drift": drift_rows,
+        "memory": memory_rows,
+        "events": event_rows,
+        "dashboards": dashboard_rows,
+        "postgres": list,
+    }
+    rows = [row for name, build in builders.items() if name in results for row in build(results[name])]
+    if rows:
+        width = [max(len(row[i]) for row in rows) for i in range(3)]
+        line = "-" * (sum(width) + 6)
+        say("\n" + line)
+        for name, value, note in rows:
+            say(f"{name:<{width[0]}}  {value:>{width[1]}}  {note}")
+        say(line)
+    if "peers" in sections:
+        # The peers' table has a Conductor row when its drain and pickup figures were measured.
+        conductor = None
+        if "drain" in results and "latency" in results:
+            conductor = {
+                "drain": statistics.median(rate for rate, _ in results["drain"]),
+                **results["latency"],
+            }
+        peers.compare(conductor)
     # Every number above is shared-CPU time: other work on the machine shows up in all of them.
     say(
         f"bench took {time.monotonic() - began:.0f} s on {os.cpu_count()} CPUs; load average (1 min) "
