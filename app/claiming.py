@@ -20,6 +20,7 @@ from typing import Any
 
 from django.db import connections, transaction
 from django.db.models import FloatField
+from django.db.models.base import ModelState
 from django.utils import timezone
 
 from app.status import RunStatus, TaskStatus
@@ -184,20 +185,18 @@ class Claimer:
 
     def _opened_run(self, task: Any, run_id: int) -> Any:
         """The TaskRun the claim saved for ``task``, as an instance (no query)."""
-        from app.taskrun import TaskRun
 
-        run = TaskRun(
-            id=run_id,
-            task=task,
-            runner=self.runner,
-            fence=task.fence,
-            attempt=task.attempt,
-            scheduled_for=task.next_run,
-            started_at=task.updated_at,
-            status=RunStatus.RUNNING,
-        )
-        run._state.adding, run._state.db = False, self.using
-        return run
+        values = {
+            "id": run_id,
+            "task_id": task.pk,
+            "runner_id": self._runner_pk(),
+            "fence": task.fence,
+            "attempt": task.attempt,
+            "scheduled_for": task.next_run,
+            "started_at": task.updated_at,
+            "status": RunStatus.RUNNING,
+        }
+        return self.runs.saved(values, related={"task": task, "runner": self.runner})
 
 
 def _in_order(task: Any) -> tuple:
@@ -311,8 +310,14 @@ class Rows:
         self.fields = list(model._meta.concrete_fields)
         self.table = connection.ops.quote_name(model._meta.db_table)
         self.attnames = [field.attname for field in self.fields]
-        self._converters = [_converters(field, connection) for field in self.fields]
         self._by_name = {field.attname: field for field in self.fields}
+        self._defaults = {field.attname: field.get_default() for field in self.fields}
+        # Only the columns whose values need converting (datetimes, JSON, booleans on SQLite, floats).
+        self._converting = [
+            (index, *_converters(field, connection), isinstance(field, FloatField))
+            for index, field in enumerate(self.fields)
+            if _converters(field, connection)[1] or isinstance(field, FloatField)
+        ]
 
     def select_list(self, table: str | None = None) -> str:
         """Every column, in field order (qualified by ``table`` where a join makes names ambiguous)."""
@@ -321,15 +326,34 @@ class Rows:
         return ", ".join(prefix + quote(field.column) for field in self.fields)
 
     def instance(self, row: Sequence[Any]) -> Any:
-        values = [
-            _convert(value, converters, field, self.connection)
-            for value, converters, field in zip(row, self._converters, self.fields, strict=True)
-        ]
-        return self.model.from_db(self.connection.alias, self.attnames, values)
+        values = list(row)
+        for index, column, functions, is_float in self._converting:
+            value = values[index]
+            for function in functions:
+                value = function(value, column, self.connection)
+            # SQLite's RETURNING gives a REAL column's whole number as an int (before column affinity).
+            values[index] = float(value) if is_float and isinstance(value, int) else value
+        return self.saved(dict(zip(self.attnames, values, strict=True)))
+
+    def saved(self, values: dict[str, Any], related: dict[str, Any] | None = None) -> Any:
+        """An instance of a saved row: ``values`` by attname (the rest their defaults), ``related``
+        objects by field name. Built without ``Model.__init__``, which costs more than the rest of a
+        claim per row; what it would set, this sets."""
+        instance = self.model.__new__(self.model)
+        instance.__dict__.update(self._defaults)
+        instance.__dict__.update(values)
+        instance._state = ModelState()
+        instance._state.adding, instance._state.db = False, self.connection.alias
+        if related:
+            instance._state.fields_cache.update(related)
+        return instance
 
     def convert(self, attname: str, value: Any) -> Any:
         field = self._by_name[attname]
-        return _convert(value, _converters(field, self.connection), field, self.connection)
+        column, functions = _converters(field, self.connection)
+        for function in functions:
+            value = function(value, column, self.connection)
+        return value
 
     def prep(self, attname: str, value: Any) -> Any:
         return self._by_name[attname].get_db_prep_save(value, self.connection)
@@ -352,13 +376,3 @@ def _converters(field: Any, connection: Any) -> tuple[Any, list[Any]]:
     """The column expression and the converters the ORM itself would apply to this field's values."""
     column = field.get_col(field.model._meta.db_table)
     return column, connection.ops.get_db_converters(column) + field.get_db_converters(connection)
-
-
-def _convert(value: Any, converters: tuple[Any, list[Any]], field: Any, connection: Any) -> Any:
-    column, functions = converters
-    for converter in functions:
-        value = converter(value, column, connection)
-    # SQLite's RETURNING gives a REAL column's whole number as an int (before column affinity).
-    if isinstance(field, FloatField) and isinstance(value, int):
-        value = float(value)
-    return value

@@ -270,6 +270,8 @@ class Runner:
     def _capacity(self) -> int:
         free = self.options.threads - len(self._active) - len(self._backlog)
         if self._recent_run is not None and self._recent_run < PREFETCH_MAX_RUN:
+            if len(self._backlog) > self.options.threads:
+                return 0  # work enough queued: claim again in one larger batch, not a few at a time
             free += PREFETCH_PER_THREAD * self.options.threads
         if self.options.max_tasks is not None:
             free = min(free, self.options.max_tasks - self._claimed)
@@ -351,13 +353,10 @@ class Runner:
         self._recorded += len(batch)
         for (run, outcome), ok in zip(batch, accepted, strict=True):
             self._log_outcome(run, outcome, ok)
-        if events.listening():  # the states are read only for someone to see them
-            states = {
-                task.pk: task_state(task)
-                for task in Task.objects.filter(pk__in=[r.task_id for r, _ in batch])
-            }
+        if events.listening():
             for (run, outcome), ok in zip(batch, accepted, strict=True):
-                self._announce(run, outcome, ok, states.get(run.task_id))
+                # finish_many left each accepted run's task as the database now has it.
+                self._announce(run, outcome, ok, task_state(run.task) if ok else None)
 
     def _log_outcome(self, run: TaskRun, outcome: Outcome, accepted: bool) -> None:
         if not accepted:
