@@ -679,11 +679,11 @@ def dashboard_rows(watched: dict[int, list[dict[str, Any]]]) -> list[tuple[str, 
 def main() -> None:
     began = time.monotonic()
     load_at_start = os.getloadavg()[0]
-    sections = selected_sections()
-    if {"events", "dashboards"} & set(sections):
-        require_redis()
-    say(f"Conductor bench: embedded default (SQLite file in {WORK_DIR}); measuring {', '.join(sections)}")
     try:
+        sections = selected_sections()
+        if {"events", "dashboards"} & set(sections):
+            require_redis()
+        say(f"Conductor bench: embedded default (SQLite file in {WORK_DIR}); measuring {', '.join(sections)}")
         results = measure(sections)
     finally:
         connection.close()
