@@ -58,6 +58,7 @@ class Claimer:
         self.tasks = Rows(Task, self.connection)
         self.runs = Rows(TaskRun, self.connection)
         self._sql = _postgresql_sql(self) if self.vendor == "postgresql" else _serialised_sql(self)
+        self._last_claim_full = False
 
     @property
     def vendor(self) -> str:
@@ -70,10 +71,12 @@ class Claimer:
         now = timezone.now()
         if self.vendor == "postgresql":
             claimed = self._claim_in_one_statement(limit, now)
-        elif self._any_due(now, "plain"):  # the common idle case, without taking SQLite's write lock
+        # Idle, SQLite's write lock is not taken just to find nothing; after a full claim, more is likely.
+        elif self._last_claim_full or self._any_due(now, "plain"):
             claimed = self._claim_serialised(limit, now)
         else:
             return []
+        self._last_claim_full = len(claimed) == limit
         if len(claimed) < limit and self._any_due(now, "db_use"):
             claimed += self._claim_db_use(now)
         return claimed
