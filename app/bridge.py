@@ -178,7 +178,11 @@ class ChannelBridge:
         if not live:
             return
         self._sequence += 1  # counted even when the send fails: the gap tells pages to resync
-        message = {"type": "conductor.events", "events": live, "source": self.source, "seq": self._sequence}
+        page = {"type": "events", "events": live, "source": self.source, "seq": self._sequence}
+        # The page's frame, encoded once here: a layer then copies one string per page (channels-redis
+        # serialises the message once per channel in the group) and each page's server sends it as is.
+        frame = json.dumps(page, default=str, ensure_ascii=False)
+        message = {"type": "conductor.events", "frame": frame}
         await self._call(lambda: self.layer.group_send(DASHBOARD_GROUP, message))
 
     async def _receive(self, groups: list[str], on_message: Callable[[dict], None]) -> None:

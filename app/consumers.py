@@ -186,6 +186,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     # From the channel layer -------------------------------------------------------------------
 
     async def conductor_events(self, message: dict) -> None:
+        if "frame" in message:  # from a runner's bridge: the page's frame, encoded once for all pages
+            await self.send(text_data=message["frame"])
+            return
         forwarded = {"type": "events", "events": message["events"]}
         if "seq" in message:  # from a runner's bridge: a gap tells the page it missed some
             forwarded.update(source=message["source"], seq=message["seq"])

@@ -9,6 +9,7 @@ changes the database with the ORM or sends commands over the socket, and waits f
 
 import asyncio
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -436,7 +437,7 @@ def test_a_stopping_bridge_delivers_the_batch_it_is_sending():
 
         message = on_loop(receive())
         assert message is not None, "the event being sent when the bridge stopped was lost"
-        assert [e["type"] for e in message["events"]] == ["runner.down"]
+        assert [e["type"] for e in json.loads(message["frame"])["events"]] == ["runner.down"]
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(LIVE_WAIT)

@@ -137,8 +137,14 @@ def publish_marked(kind: str, marker: str, **data: Any) -> None:
     events.publish(kind, marker=marker, **data)
 
 
+def frame_of(message: dict) -> dict:
+    """The page's frame a bridge's group message carries (encoded once, sent to pages as is)."""
+    assert message["type"] == "conductor.events"
+    return json.loads(message["frame"])
+
+
 def events_in(messages: list[dict], marker: str) -> list[dict]:
-    return [e for m in messages for e in m["events"] if e.get("marker") == marker]
+    return [e for m in messages for e in frame_of(m)["events"] if e.get("marker") == marker]
 
 
 def test_published_events_reach_every_dashboard(own):
@@ -186,7 +192,7 @@ def test_a_burst_of_events_arrives_in_few_group_messages(own):
     mine = [m for m in messages if events_in([m], marker)]
     assert [e["text"] for e in events_in(mine, marker)] == [f"line {n}\n" for n in range(count)]  # in order
     assert len(mine) == 3  # 50 + 50 + 20
-    assert max(len(m["events"]) for m in mine) == BATCH_SIZE
+    assert max(len(frame_of(m)["events"]) for m in mine) == BATCH_SIZE
 
 
 def test_long_text_in_events_is_cut(own):
@@ -284,6 +290,7 @@ def test_group_messages_carry_the_bridge_source_and_consecutive_numbers(own):
         publish_marked(events.TASK_CHANGED, marker, task=n)
         own.receive_until(dashboard, lambda got, n=n: [e["task"] for e in events_in(got, marker)] == [n])
     publish_marked(events.TASK_CHANGED, marker, task=3)
-    last = own.receive(dashboard)
+    last = frame_of(own.receive(dashboard))
+    assert last["type"] == "events"
     assert last["source"] == own.bridge.source
     assert last["seq"] == 4  # a page that sees a gap in seq knows it missed a message, and resyncs
