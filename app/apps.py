@@ -14,3 +14,20 @@ class ConductorConfig(AppConfig):
         )
 
         registry.autodiscover()
+
+
+class DaphneCommandsConfig(AppConfig):
+    """Daphne's ``runserver`` (ASGI, so WebSockets work) without importing Twisted in every process.
+
+    Daphne's own ``daphne.apps.DaphneConfig`` imports ``daphne.server`` at ``django.setup()``: Twisted,
+    autobahn and OpenSSL, about 25 MB of resident memory in every ``runtasks`` and ``migrate`` that never
+    serves a page. Listed under the name "daphne", this config keeps its management commands (Django finds
+    them by the package's path), and daphne's ``runserver`` module imports the server (installing Twisted's
+    reactor first) only when it runs. ``runtasks --serve`` imports it in ``app/serve.py``. Daphne's check
+    that it is listed before staticfiles is not registered; INSTALLED_APPS keeps that order regardless.
+    """
+
+    default = False  # "app" must still pick ConductorConfig by itself, as this module's one default
+    name = "daphne"
+    label = "daphne"
+    verbose_name = "Daphne"

@@ -37,7 +37,8 @@ if os.environ.get("DJANGO_BEHIND_TLS_PROXY") == "1":
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
 
 INSTALLED_APPS = [
-    "daphne",
+    # Before staticfiles, so that its ASGI runserver wins; this config imports Twisted only when serving.
+    "app.apps.DaphneCommandsConfig",
     "app.adminsite.ConductorAdminConfig",  # Django's admin with Conductor's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
