@@ -22,16 +22,33 @@ logger = logging.getLogger("conductor.wakeup")
 
 #: How long a watcher spins for a commit to become visible after the WAL file changed.
 VISIBILITY_WAIT = 0.005
+#: Seconds between two looks at ``PRAGMA data_version`` while spinning.
+SPIN_STEP = 0.0002
+
+
+def _always() -> bool:
+    return True
 
 
 class SqliteWatcher:
-    """Calls ``wake()`` (from its own thread) when another connection commits to the SQLite file."""
+    """Calls ``wake()`` (from its own thread) when another connection commits to the SQLite file.
 
-    def __init__(self, database: Path, wake: Callable[[], None]) -> None:
+    ``wanted()`` (default: always True) says whether a wake-up would still help. False means the runner
+    will look at the database after this moment anyway (it has a wake-up pending): a WAL write whose commit
+    is not visible yet is then not spun for; the watcher looks once more VISIBILITY_WAIT later and wakes
+    the runner only if a commit became visible meanwhile. A commit writes the WAL in several calls, so an
+    event can arrive after its commit was already seen (the runner's own heartbeats do): without the gate
+    each such event costs a 5 ms spin and a wake-up for nothing.
+    """
+
+    def __init__(
+        self, database: Path, wake: Callable[[], None], wanted: Callable[[], bool] = _always
+    ) -> None:
         from inotify_simple import INotify, flags
 
         self.database = database
         self.wake = wake
+        self.wanted = wanted
         self._inotify = INotify()
         self._inotify.add_watch(str(database.parent), flags.MODIFY | flags.CREATE)
         self._wal_name = database.name + "-wal"
@@ -56,26 +73,40 @@ class SqliteWatcher:
         poller.register(self._stop_read, select.POLLIN)
         try:
             last = _data_version(probe)
+            recheck_at: float | None = None  # when to look again at a write that was not spun for
             while True:
-                ready = {fd for fd, _ in poller.poll()}  # blocks without waking: no idle CPU
+                # Blocks without waking while nothing happens (no timeout unless a look is owed): no idle CPU.
+                timeout = None if recheck_at is None else max(0.0, recheck_at - time.monotonic()) * 1000
+                ready = {fd for fd, _ in poller.poll(timeout)}
                 if self._stop_read in ready:
                     return
-                changes = self._inotify.read(timeout=0)
-                if any(event.name == self._wal_name for event in changes):
-                    last = self._wake_when_visible(probe, last)
+                if self._inotify.fileno() in ready:
+                    changes = self._inotify.read(timeout=0)
+                    if any(event.name == self._wal_name for event in changes):
+                        last, deferred = self._on_wal_write(probe, last)
+                        recheck_at = recheck_at or deferred
+                if recheck_at is not None and time.monotonic() >= recheck_at:
+                    recheck_at = None
+                    if (version := _data_version(probe)) != last:
+                        last = version
+                        self.wake()
         except Exception:
             logger.exception("Database watcher failed; the runner falls back to polling")
         finally:
             probe.close()
 
-    def _wake_when_visible(self, probe: sqlite3.Connection, last: int) -> int:
+    def _on_wal_write(self, probe: sqlite3.Connection, last: int) -> tuple[int, float | None]:
+        """(the data version now, when to look again or None): wakes the runner for a visible commit."""
+        version = _data_version(probe)
+        if version == last and not self.wanted():
+            return last, time.monotonic() + VISIBILITY_WAIT
+        # The WAL is written before the commit shows in the shared index: spin briefly for it.
         deadline = time.monotonic() + VISIBILITY_WAIT
-        while True:
+        while version == last and time.monotonic() <= deadline:
+            time.sleep(SPIN_STEP)
             version = _data_version(probe)
-            if version != last or time.monotonic() > deadline:
-                self.wake()
-                return version
-            time.sleep(0.0002)
+        self.wake()
+        return version, None
 
 
 def _data_version(probe: sqlite3.Connection) -> int:
@@ -142,15 +173,20 @@ def notify_runners() -> None:
             cursor.execute(f"NOTIFY {CHANNEL}")
 
 
-def watcher_for_default_database(wake: Callable[[], None]) -> SqliteWatcher | PostgresWatcher | None:
-    """A started watcher for the default database, or None where only polling works."""
+def watcher_for_default_database(
+    wake: Callable[[], None], wanted: Callable[[], bool] = _always
+) -> SqliteWatcher | PostgresWatcher | None:
+    """A started watcher for the default database, or None where only polling works.
+
+    ``wanted`` is SqliteWatcher's gate (PostgreSQL delivers one notification per commit: nothing to gate).
+    """
     if connection.vendor == "postgresql":
         return PostgresWatcher(connection.settings_dict, wake).start()
     if connection.vendor != "sqlite":
         return None
     database = Path(connection.settings_dict["NAME"])
     try:
-        return SqliteWatcher(database, wake).start()
+        return SqliteWatcher(database, wake, wanted).start()
     except (ImportError, OSError) as exc:
         logger.info("No inotify wake-ups (%s); polling every few seconds instead", exc)
         return None
