@@ -15,11 +15,14 @@ class ConductorSettings:
     TASK_MODULES: list[str] = field(default_factory=list)
     #: Most task threads a runner runs at once.
     THREADS: int = 8
-    #: Seconds between safety-net polls of the database for due tasks.
-    POLL: float = 1.0
-    #: Seconds between a runner's heartbeats.
-    HEARTBEAT: float = 2.0
-    #: A runner silent for this many seconds is presumed dead and its runs are recovered.
+    #: Seconds between safety-net polls of the database for due tasks. Saved tasks wake the runner at once
+    #: (inotify on SQLite, LISTEN/NOTIFY on PostgreSQL); the poll finds the rest (bulk inserts, raw SQL,
+    #: databases with no wake-ups), and each poll costs an idle runner CPU.
+    POLL: float = 5.0
+    #: Seconds between a runner's heartbeats (each an UPDATE and a look for dead runners).
+    HEARTBEAT: float = 5.0
+    #: A runner silent for this many seconds is presumed dead and its runs are recovered. At least three
+    #: heartbeats (checks.py), so one or two late heartbeats never cost a live runner its work.
     HEARTBEAT_TIMEOUT: float = 15.0
     #: Seconds a stopping runner lets running tasks finish before it interrupts them.
     GRACE: float = 10.0
