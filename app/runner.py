@@ -105,7 +105,8 @@ class Runner:
         self._claimer = Claimer(self.record, self.options.queues, due_by=self._once_cutoff)
         self._recover_stale()
         self._pool = WorkerPool(self.options.threads, self._report_done)
-        self._watcher = watcher_for_default_database(self._wake)
+        # A wake-up already pending makes another useless: the watcher then need not spin for one.
+        self._watcher = watcher_for_default_database(self._wake, wanted=lambda: not self._wake_pending)
         if self.bridge is not None:
             groups = [runner_group(self.worker_id), RUNNERS_GROUP]
             self.bridge.on_health = lambda problem: self._inbox.put(("layer", problem))
