@@ -396,7 +396,6 @@ def memory_over_drain() -> dict[str, Any]:
     result = {
         "at": at_point,
         "end": samples[-1][1],
-        "first": samples[0][1],
         "peak": max(rss for _, rss in samples),
         "growth": at_point[MEMORY_POINTS[-1]] - at_point[MEMORY_POINTS[0]],
         "samples": len(samples),
@@ -632,8 +631,8 @@ def memory_rows(memory: dict[str, Any]) -> list[tuple[str, str, str]]:
     points = " / ".join(f"{rss:.1f}" for rss in memory["at"].values())
     return [
         (f"RSS over {MEMORY_TASKS:,} tasks at 10% / 50% / 90% / end", f"{points} / {memory['end']:.1f} MB",
-         f"VmRSS every {MEMORY_SAMPLE_EVERY:g} s ({memory['samples']} samples); first "
-         f"{memory['first']:.1f} MB, peak {memory['peak']:.1f} MB"),
+         f"VmRSS every {MEMORY_SAMPLE_EVERY:g} s ({memory['samples']} samples); peak "
+         f"{memory['peak']:.1f} MB"),
         ("  RSS growth 10% -> 90%", f"{memory['growth']:+.1f} MB", ""),
         (f"drain of {MEMORY_TASKS:,} tasks", f"{memory['rate']:,.0f} tasks/s",
          f"over {memory['seconds']:.1f} s; process wall {memory['wall']:.1f} s"),
