@@ -8,6 +8,7 @@ from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from app.claiming import Claimer
 from app.lease import DB_USE, Lease
 from app.runnerprocess import RunnerProcess
 from app.status import RunStatus, TaskStatus
@@ -168,3 +169,25 @@ def test_runners_claiming_at_once_never_claim_a_task_twice():
         assert set(Task.objects.filter(runner=runner).values_list("pk", flat=True)) == set(
             claimed[runner.worker_id]
         )
+
+
+def test_claims_after_a_full_one_keep_the_claim_order_and_its_rules():
+    now = timezone.now()
+    claimer = Claimer(make_runner())
+    due = [Task.objects.create(func=functions.add, args_in={"a": n}, priority=n % 3) for n in range(9)]
+    [paused, later, expired] = make_tasks(3)
+    Task.objects.filter(pk=paused.pk).update(paused=True)
+    Task.objects.filter(pk=later.pk).update(next_run=now + timedelta(hours=1))
+    Task.objects.filter(pk=expired.pk).update(expires_at=now - timedelta(seconds=1))
+    order = sorted(due, key=lambda t: (-t.priority, t.next_run, t.pk))
+
+    batches = [claimer.claim(3) for _ in range(4)]  # all but the first follow a full claim
+
+    assert [[task.pk for task, _ in batch] for batch in batches] == [
+        [t.pk for t in order[:3]],
+        [t.pk for t in order[3:6]],
+        [t.pk for t in order[6:]],
+        [],
+    ]
+    assert Task.objects.get(pk=expired.pk).status == TaskStatus.EXPIRED
+    assert Task.objects.get(pk=paused.pk).status == Task.objects.get(pk=later.pk).status == TaskStatus.WAITING
