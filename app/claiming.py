@@ -19,10 +19,9 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import FloatField
-from django.db.models.base import ModelState
 from django.utils import timezone
 
+from app.rows import Rows
 from app.status import RunStatus, TaskStatus
 
 ORDER = ("-priority", "next_run", "id")
@@ -306,83 +305,3 @@ def _picked_ids_sql(claimer: Claimer) -> str:
         f"AND NOT db_use AND (expires_at IS NULL OR expires_at > %s){_filters(claimer)} "
         "ORDER BY priority DESC, next_run, id LIMIT %s"
     )
-
-
-# Rows -----------------------------------------------------------------------------------------------
-
-
-class Rows:
-    """Reads a model's rows, fetched by hand, into instances, with the backend's own value converters."""
-
-    def __init__(self, model: Any, connection: Any) -> None:
-        self.model = model
-        self.connection = connection
-        self.fields = list(model._meta.concrete_fields)
-        self.table = connection.ops.quote_name(model._meta.db_table)
-        self.attnames = [field.attname for field in self.fields]
-        self._by_name = {field.attname: field for field in self.fields}
-        self._defaults = {field.attname: field.get_default() for field in self.fields}
-        # Only the columns whose values need converting (datetimes, JSON, booleans on SQLite, floats).
-        self._converting = [
-            (index, *_converters(field, connection), isinstance(field, FloatField))
-            for index, field in enumerate(self.fields)
-            if _converters(field, connection)[1] or isinstance(field, FloatField)
-        ]
-
-    def select_list(self, table: str | None = None) -> str:
-        """Every column, in field order (qualified by ``table`` where a join makes names ambiguous)."""
-        quote = self.connection.ops.quote_name
-        prefix = f"{table}." if table else ""
-        return ", ".join(prefix + quote(field.column) for field in self.fields)
-
-    def instance(self, row: Sequence[Any]) -> Any:
-        values = list(row)
-        for index, column, functions, is_float in self._converting:
-            value = values[index]
-            for function in functions:
-                value = function(value, column, self.connection)
-            # SQLite's RETURNING gives a REAL column's whole number as an int (before column affinity).
-            values[index] = float(value) if is_float and isinstance(value, int) else value
-        return self.saved(dict(zip(self.attnames, values, strict=True)))
-
-    def saved(self, values: dict[str, Any], related: dict[str, Any] | None = None) -> Any:
-        """An instance of a saved row: ``values`` by attname (the rest their defaults), ``related``
-        objects by field name. Built without ``Model.__init__``, which costs more than the rest of a
-        claim per row; what it would set, this sets."""
-        instance = self.model.__new__(self.model)
-        instance.__dict__.update(self._defaults)
-        instance.__dict__.update(values)
-        instance._state = ModelState()
-        instance._state.adding, instance._state.db = False, self.connection.alias
-        if related:
-            instance._state.fields_cache.update(related)
-        return instance
-
-    def convert(self, attname: str, value: Any) -> Any:
-        field = self._by_name[attname]
-        column, functions = _converters(field, self.connection)
-        for function in functions:
-            value = function(value, column, self.connection)
-        return value
-
-    def prep(self, attname: str, value: Any) -> Any:
-        return self._by_name[attname].get_db_prep_save(value, self.connection)
-
-    def insert_columns(self, given: dict[str, str]) -> tuple[str, list[Any]]:
-        """Columns of an INSERT: ``given`` first, then every other NOT NULL one with its default."""
-        quote = self.connection.ops.quote_name
-        names = list(given) + [field.attname for field in self._defaulted(given)]
-        defaults = [self.prep(field.attname, field.get_default()) for field in self._defaulted(given)]
-        return ", ".join(quote(self._by_name[name].column) for name in names), defaults
-
-    def default_types(self, given: dict[str, str]) -> list[str]:
-        return [field.db_type(self.connection) for field in self._defaulted(given)]
-
-    def _defaulted(self, given: dict[str, str]) -> list[Any]:
-        return [f for f in self.fields if not f.primary_key and not f.null and f.attname not in given]
-
-
-def _converters(field: Any, connection: Any) -> tuple[Any, list[Any]]:
-    """The column expression and the converters the ORM itself would apply to this field's values."""
-    column = field.get_col(field.model._meta.db_table)
-    return column, connection.ops.get_db_converters(column) + field.get_db_converters(connection)

@@ -5,10 +5,10 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from django.db import connections, models, router, transaction
-from django.db.models import FloatField
 from django.utils import timezone
 
 from app.lease import DB_USE, Lease
+from app.rows import Rows
 from app.status import RunStatus, TaskStatus
 
 
@@ -149,13 +149,7 @@ class _Statements:
         quote = connection.ops.quote_name
         fields = Task._meta.concrete_fields
         self.task_field = {field.attname: field for field in fields}
-        self.returned = [field.attname for field in fields]
-        #: (position in the RETURNING row, column, converters) of the columns the driver gives raw.
-        self.converted = [
-            (i, field.cached_col, converters)
-            for i, field in enumerate(fields)
-            if (converters := _converters(field, connection))
-        ]
+        self.task_rows = Rows(Task, connection)  # reads the RETURNING row as the ORM would
         self.update_task = _task_update_sql(quote(Task._meta.db_table), [quote(f.column) for f in fields])
         self.closed_fields = [TaskRun._meta.get_field(name) for name in CLOSED_RUN_FIELDS]
         self.close_run = (
@@ -214,11 +208,8 @@ class _Recording:
 
     def _apply(self, task: Any, row: list) -> None:
         """Set the task's attributes from its RETURNING row, converted as the ORM would on reading it."""
-        for i, col, converters in self.sql.converted:
-            if row[i] is not None:  # NULL is None for every field here
-                for convert in converters:
-                    row[i] = convert(row[i], col, self.connection)
-        for attname, value in zip(self.sql.returned, row, strict=True):
+        values = self.sql.task_rows.converted(row)
+        for attname, value in zip(self.sql.task_rows.attnames, values, strict=True):
             setattr(task, attname, value)  # through the descriptors: a changed runner_id drops .runner
 
     def close_runs(self, finished: list[tuple[TaskRun, Outcome]], results: list) -> None:
@@ -263,16 +254,3 @@ def _task_update_sql(table: str, returned: list[str]) -> str:
         f"WHERE id = %(id)s AND fence = %(fence)s AND status = '{TaskStatus.RUNNING.value}' "
         f"RETURNING {', '.join(returned)}"
     )
-
-
-def _converters(field: Any, connection: Any) -> list:
-    """What turns this field's column, as the driver returns it, into the model's value."""
-    converters = connection.ops.get_db_converters(field.cached_col) + field.get_db_converters(connection)
-    if isinstance(field, FloatField):
-        converters.append(_real_float)
-    return converters
-
-
-def _real_float(value: Any, expression: Any, connection: Any) -> Any:
-    """SQLite's RETURNING gives a REAL column's whole number as an int (before column affinity)."""
-    return float(value) if isinstance(value, int) else value
