@@ -34,6 +34,8 @@ FROM_TASK = {
     "scheduled_for": "claimed.next_run",
     "started_at": "claimed.updated_at",
 }
+#: The claimed task's attnames those columns come from, in the same order.
+FROM_TASK_ROW = tuple(source.removeprefix("claimed.") for source in FROM_TASK.values())
 
 
 class Claimer:
@@ -119,36 +121,32 @@ class Claimer:
                 self._sql["claim_draining" if self._last_claim_full and not self.queues else "claim"],
                 [TaskStatus.RUNNING, self._runner_pk(), at, at, at, *self._filter_params(), limit],
             )
-            tasks = sorted((self.tasks.instance(row) for row in cursor.fetchall()), key=_in_order)
-            run_ids = self._insert_runs(cursor, tasks)
-        return [(task, self._opened_run(task, run_ids[task.pk])) for task in tasks]
+            rows = sorted(
+                ((self.tasks.instance(row), row) for row in cursor.fetchall()),
+                key=lambda pair: _in_order(pair[0]),
+            )
+            run_ids = self._insert_runs(cursor, [row for _, row in rows])
+        return [(task, self._opened_run(task, run_ids[task.pk])) for task, _ in rows]
 
-    def _insert_runs(self, cursor: Any, tasks: list[Any]) -> dict[int, int]:
-        """One multi-row INSERT of the claimed tasks' runs; task id -> run id."""
-        if not tasks:
+    def _insert_runs(self, cursor: Any, claimed_rows: list[Sequence[Any]]) -> dict[int, int]:
+        """One multi-row INSERT of the claimed tasks' runs; task id -> run id.
+
+        Filled from the claimed rows as the database returned them: already in its own format.
+        """
+        if not claimed_rows:
             return {}
         columns, defaults = self.runs.insert_columns(FROM_TASK)
+        positions = [self.tasks.attnames.index(source) for source in FROM_TASK_ROW]
         values = []
-        for task in tasks:
-            values += [self._prep_run_value(name, task) for name in FROM_TASK] + defaults
+        for row in claimed_rows:
+            values += [row[i] for i in positions] + defaults
         row_sql = "(" + ", ".join(["%s"] * (len(FROM_TASK) + len(defaults))) + ")"
         cursor.execute(
-            f"INSERT INTO {self.runs.table} ({columns}) VALUES {', '.join([row_sql] * len(tasks))} "
+            f"INSERT INTO {self.runs.table} ({columns}) VALUES {', '.join([row_sql] * len(claimed_rows))} "
             "RETURNING id, task_id",
             values,
         )
         return {task_id: run_id for run_id, task_id in cursor.fetchall()}
-
-    def _prep_run_value(self, name: str, task: Any) -> Any:
-        value = {
-            "task_id": task.pk,
-            "runner_id": task.runner_id,
-            "fence": task.fence,
-            "attempt": task.attempt,
-            "scheduled_for": task.next_run,
-            "started_at": task.updated_at,
-        }[name]
-        return self.runs.prep(name, value)
 
     def _claim_db_use(self, now: datetime) -> list[tuple[Any, Any]]:
         from app.task import Task, _claim

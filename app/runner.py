@@ -347,7 +347,7 @@ class Runner:
             return
         batch, self._unrecorded = self._unrecorded, []
         try:
-            accepted = TaskRun.finish_many(batch)
+            accepted = TaskRun.finish_many(batch, refresh=events.listening())
         except DatabaseError:
             self._unrecorded = batch + self._unrecorded  # kept, and tried again next step
             raise

@@ -83,13 +83,14 @@ class TaskRun(models.Model):
         return TaskRun.finish_many([(self, outcome)])[0]
 
     @classmethod
-    def finish_many(cls, finished: list[tuple["TaskRun", Outcome]]) -> list[bool]:
+    def finish_many(cls, finished: list[tuple["TaskRun", Outcome]], refresh: bool = True) -> list[bool]:
         """Record several outcomes in one transaction (one commit instead of many); accepted flags, in order.
 
         A run is refused (False) when it was already closed by recovery or its task was claimed again
         since: a late writer can never overwrite a newer run's result. For each accepted run, ``run.task``
         is left as the task now is in the database (every column, from the fenced UPDATE's RETURNING), so
         callers need not read the tasks again; a refused run's ``run.task`` is left as it was.
+        ``refresh=False`` skips that (the runner's hot path, when nobody listens for the new states).
         """
         if not finished:
             return []
@@ -97,7 +98,7 @@ class TaskRun(models.Model):
         leased = [run.task.db_use for run, _ in finished]  # as claimed: run.task is updated below
         with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
             recording = _Recording(cursor, timezone.now())
-            results = [recording.update_task(run, outcome) for run, outcome in finished]
+            results = [recording.update_task(run, outcome, refresh) for run, outcome in finished]
             recording.close_runs(finished, results)
             accepted = [ok for ok, _ in results]
             done = zip(finished, accepted, leased, strict=True)
@@ -175,7 +176,9 @@ class _Recording:
             else self.sql.task_field[task_field].get_db_prep_save(value, self.connection)
         )
 
-    def update_task(self, run: TaskRun, outcome: Outcome) -> tuple[bool, datetime | None]:
+    def update_task(
+        self, run: TaskRun, outcome: Outcome, refresh: bool = True
+    ) -> tuple[bool, datetime | None]:
         """The fenced UPDATE of one run's task: (accepted, when the failed try is retried)."""
         if run.status == RunStatus.TIMED_OUT:
             outcome.status = RunStatus.TIMED_OUT  # reported as overrunning: it stays timed out
@@ -203,7 +206,8 @@ class _Recording:
         row = self.cursor.fetchone()
         if row is None:  # recovered elsewhere, maybe run again: this late result must not count
             return False, None
-        self._apply(task, list(row))
+        if refresh:
+            self._apply(task, list(row))
         return True, retry_at
 
     def _apply(self, task: Any, row: list) -> None:

@@ -236,3 +236,21 @@ def test_a_whole_number_float_stays_a_float():
 
 def test_an_empty_batch_records_nothing():
     assert TaskRun.finish_many([]) == []
+
+
+def test_without_refresh_the_same_is_recorded_and_run_task_is_left_alone():
+    runs = claimed(2, loop=True, interval=60)
+    before = [columns(run.task) for run in runs]
+
+    assert TaskRun.finish_many(
+        [(runs[0], outcome()), (runs[1], outcome(RunStatus.FAILED))], refresh=False
+    ) == [
+        True,
+        True,
+    ]
+
+    assert [columns(run.task) for run in runs] == before  # nobody asked for the new states
+    stored = [Task.objects.get(pk=run.task_id) for run in runs]
+    assert [task.status for task in stored] == [TaskStatus.WAITING, TaskStatus.WAITING]  # loops go on
+    assert [task.last_status for task in stored] == [RunStatus.FINISHED, RunStatus.FAILED]
+    assert [TaskRun.objects.get(pk=run.pk).status for run in runs] == [RunStatus.FINISHED, RunStatus.FAILED]
