@@ -221,6 +221,10 @@ class Task(models.Model):
             models.Index(fields=["queue", "status", "next_run"], name="task_queue_due"),
             # Claim order: a runner draining many due tasks walks this instead of sorting them all.
             models.Index(fields=["status", "-priority", "next_run", "id"], name="task_claim_order"),
+            # Each claim marks due tasks past expires_at; few tasks have one, so the index stays small.
+            models.Index(
+                fields=["status", "expires_at"], name="task_expiry", condition=Q(expires_at__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:
