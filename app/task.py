@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.db.models import Case, F, Min, Q, Value, When
+from django.db.models import Case, F, Min, Q, When
 from django.db.models.query_utils import DeferredAttribute
 from django.utils import timezone
 
@@ -381,23 +381,6 @@ class Task(models.Model):
             "next_run": None,
             "series_over": True,
             "loop_next_run": None if ends else self.next_loop_run(now, started),
-        }
-
-    def fields_after_run(
-        self, status: str, now: datetime, retry_at: datetime | None = None, started: datetime | None = None
-    ) -> dict[str, Any]:
-        """``run_effect`` as the keyword arguments of a fenced ``QuerySet.update()``."""
-        effect = self.run_effect(status, now, retry_at, started)
-        if not effect["series_over"]:
-            return {"status": effect["status"], "next_run": effect["next_run"]}
-        fields = {"status": effect["status"], "attempt": 0, "run_count": F("run_count") + 1}
-        if effect["loop_next_run"] is None:
-            return fields
-        # The UPDATE reads the loop flag itself: "stop looping" may have cleared it during the run.
-        return {
-            **fields,
-            "status": Case(When(loop=True, then=Value(TaskStatus.WAITING)), default=Value(effect["status"])),
-            "next_run": Case(When(loop=True, then=Value(effect["loop_next_run"])), default=F("next_run")),
         }
 
     def next_loop_run(self, now: datetime, started: datetime | None = None) -> datetime:

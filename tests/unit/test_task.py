@@ -599,7 +599,7 @@ def test_run_of_a_function_returning_nan_is_recorded():
     assert task.output == "nan"
 
 
-# --- fields_after_run / next_loop_run ------------------------------------------------------------
+# --- run_effect / next_loop_run -----------------------------------------------------------------
 
 T0 = timezone.now().replace(microsecond=0)
 
@@ -615,11 +615,12 @@ T0 = timezone.now().replace(microsecond=0)
 def test_one_off_task_takes_the_status_of_its_run(status, task_status):
     task = Task(func=ADD, next_run=T0)
 
-    fields = task.fields_after_run(status, T0 + timedelta(seconds=5))
+    effect = task.run_effect(status, T0 + timedelta(seconds=5))
 
-    assert fields["status"] == task_status
-    assert fields["attempt"] == 0  # the run's retry series is over
-    assert "next_run" not in fields
+    assert effect["status"] == task_status
+    assert effect["series_over"] is True  # the run's retry series is over: attempt back to 0
+    assert effect["next_run"] is None  # unchanged
+    assert effect["loop_next_run"] is None
 
 
 @pytest.mark.parametrize("loop", [False, True])
@@ -627,9 +628,11 @@ def test_interrupted_run_makes_the_task_due_again_now(loop):
     task = Task(func=ADD, loop=loop, interval=60, next_run=T0)
     now = T0 + timedelta(seconds=5)
 
-    assert task.fields_after_run(RunStatus.INTERRUPTED, now) == {
+    assert task.run_effect(RunStatus.INTERRUPTED, now) == {
         "status": TaskStatus.WAITING,
         "next_run": now,
+        "series_over": False,
+        "loop_next_run": None,
     }
 
 
