@@ -58,6 +58,9 @@ class Claimer:
         self.connection = connections[using]
         self.tasks = Rows(Task, self.connection)
         self.runs = Rows(TaskRun, self.connection)
+        # A run's columns: those filled from its claimed task, then the rest with their defaults.
+        self._run_columns, self._run_defaults = self.runs.insert_columns(FROM_TASK)
+        self._run_sources = [self.tasks.attnames.index(source) for source in FROM_TASK_ROW]
         self._sql = _postgresql_sql(self) if self.vendor == "postgresql" else _serialised_sql(self)
         self._last_claim_full = False
 
@@ -102,7 +105,7 @@ class Claimer:
             TaskStatus.EXPIRED, at, at, at, *self._filter_params(),
             at, at, *self._filter_params(), limit,
             TaskStatus.RUNNING, self._runner_pk(), at,
-            *self._run_defaults(),
+            *self._run_defaults,
         ]  # fmt: skip
         with self.connection.cursor() as cursor:
             cursor.execute(self._sql["claim"], params)
@@ -135,14 +138,13 @@ class Claimer:
         """
         if not claimed_rows:
             return {}
-        columns, defaults = self.runs.insert_columns(FROM_TASK)
-        positions = [self.tasks.attnames.index(source) for source in FROM_TASK_ROW]
         values = []
         for row in claimed_rows:
-            values += [row[i] for i in positions] + defaults
-        row_sql = "(" + ", ".join(["%s"] * (len(FROM_TASK) + len(defaults))) + ")"
+            values += [row[i] for i in self._run_sources] + self._run_defaults
+        row_sql = "(" + ", ".join(["%s"] * (len(FROM_TASK) + len(self._run_defaults))) + ")"
         cursor.execute(
-            f"INSERT INTO {self.runs.table} ({columns}) VALUES {', '.join([row_sql] * len(claimed_rows))} "
+            f"INSERT INTO {self.runs.table} ({self._run_columns}) "
+            f"VALUES {', '.join([row_sql] * len(claimed_rows))} "
             "RETURNING id, task_id",
             values,
         )
@@ -179,9 +181,6 @@ class Claimer:
 
     def _runner_pk(self) -> int | None:
         return self.runner.pk if self.runner is not None else None
-
-    def _run_defaults(self) -> list[Any]:
-        return self.runs.insert_columns(FROM_TASK)[1]
 
     def _opened_run(self, task: Any, run_id: int) -> Any:
         """The TaskRun the claim saved for ``task``, as an instance (no query)."""
@@ -264,7 +263,7 @@ def _serialised_sql(claimer: Claimer) -> dict[str, str]:
 
 def _postgresql_sql(claimer: Claimer) -> dict[str, str]:
     table, run_table = claimer.tasks.table, claimer.runs.table
-    columns, _ = claimer.runs.insert_columns(FROM_TASK)
+    columns = claimer._run_columns
     values = ", ".join(
         [FROM_TASK[name] for name in FROM_TASK]
         + [f"CAST(%s AS {db_type})" for db_type in claimer.runs.default_types(FROM_TASK)]
