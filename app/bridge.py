@@ -120,10 +120,6 @@ class ChannelBridge:
 
     # From any thread --------------------------------------------------------------------------
 
-    def sink(self, event: dict) -> None:
-        """An events sink: hands the event to the loop without waiting."""
-        self.loop.call_soon_threadsafe(self._enqueue, event)
-
     def sink_batch(self, batch: list[dict]) -> None:
         """A batch sink: one wake-up of the loop for a whole burst of events."""
         self.loop.call_soon_threadsafe(self._enqueue_many, batch)

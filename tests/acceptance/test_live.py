@@ -425,7 +425,7 @@ def test_a_stopping_bridge_delivers_the_batch_it_is_sending():
         channel = on_loop(layer.new_channel())
         on_loop(layer.group_add(DASHBOARD_GROUP, channel))
         bridge = ChannelBridge(loop=loop, layer=layer).start()
-        bridge.sink({"type": "runner.down", "at": time.time(), "runner": "r", "interrupted_runs": []})
+        bridge.sink_batch([{"type": "runner.down", "at": time.time(), "runner": "r", "interrupted_runs": []}])
         assert layer.sending.wait(LIVE_WAIT), "the bridge never sent the event"
         bridge.stop()  # while that group_send is still under way
 
