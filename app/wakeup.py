@@ -24,6 +24,9 @@ logger = logging.getLogger("conductor.wakeup")
 VISIBILITY_WAIT = 0.005
 #: Seconds between two looks at ``PRAGMA data_version`` while spinning.
 SPIN_STEP = 0.0002
+#: How many more looks a write that was not spun for gets, each twice as late as the one before: a writer
+#: preempted between its WAL write and its commit (a loaded machine) must not leave the runner asleep.
+RECHECKS = 5
 
 
 def _always() -> bool:
@@ -54,9 +57,12 @@ class SqliteWatcher:
         self._wal_name = database.name + "-wal"
         self._stop_read, self._stop_write = os.pipe()  # wakes the blocked poll() on stop()
         self._thread = threading.Thread(target=self._watch, name="conductor-wakeup", daemon=True)
+        self._baseline_read = threading.Event()
 
     def start(self) -> "SqliteWatcher":
+        """Starts watching; returns once every later commit is sure to be seen."""
         self._thread.start()
+        self._baseline_read.wait(timeout=5)
         return self
 
     def stop(self) -> None:
@@ -73,7 +79,9 @@ class SqliteWatcher:
         poller.register(self._stop_read, select.POLLIN)
         try:
             last = _data_version(probe)
+            self._baseline_read.set()
             recheck_at: float | None = None  # when to look again at a write that was not spun for
+            rechecks_left = 0
             while True:
                 # Blocks without waking while nothing happens (no timeout unless a look is owed): no idle CPU.
                 timeout = None if recheck_at is None else max(0.0, recheck_at - time.monotonic()) * 1000
@@ -84,16 +92,26 @@ class SqliteWatcher:
                     changes = self._inotify.read(timeout=0)
                     if any(event.name == self._wal_name for event in changes):
                         last, deferred = self._on_wal_write(probe, last)
-                        recheck_at = recheck_at or deferred
+                        if deferred is not None and recheck_at is None:
+                            recheck_at, rechecks_left = deferred, RECHECKS
                 if recheck_at is not None and time.monotonic() >= recheck_at:
-                    recheck_at = None
+                    recheck_at, rechecks_left = self._next_recheck(recheck_at, rechecks_left)
                     if (version := _data_version(probe)) != last:
-                        last = version
+                        last, recheck_at = version, None
                         self.wake()
         except Exception:
             logger.exception("Database watcher failed; the runner falls back to polling")
         finally:
+            self._baseline_read.set()
             probe.close()
+
+    @staticmethod
+    def _next_recheck(previous: float, rechecks_left: int) -> tuple[float | None, int]:
+        """When to look again after the look due at ``previous``: twice as late each time, then not at all."""
+        if rechecks_left <= 1:
+            return None, 0
+        gap = VISIBILITY_WAIT * 2 ** (RECHECKS - rechecks_left + 1)
+        return previous + gap, rechecks_left - 1
 
     def _on_wal_write(self, probe: sqlite3.Connection, last: int) -> tuple[int, float | None]:
         """(the data version now, when to look again or None): wakes the runner for a visible commit."""

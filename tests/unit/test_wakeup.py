@@ -142,6 +142,15 @@ def test_on_wal_write_skips_the_spin_when_not_wanted(unstarted, writer) -> None:
     assert (wakes.count, recheck_at) == (1, None)
 
 
+def test_a_write_not_spun_for_is_looked_at_again_later_and_later_then_let_go() -> None:
+    looks, due, left = [], 0.0, wakeup.RECHECKS
+    while due is not None:
+        looks.append(round(due, 6))
+        due, left = SqliteWatcher._next_recheck(due, left)
+    step = wakeup.VISIBILITY_WAIT
+    assert looks == [round(step * (2**k - 2), 6) for k in range(1, wakeup.RECHECKS + 1)]
+
+
 def test_on_wal_write_spins_then_wakes_when_wanted(unstarted) -> None:
     watcher, wakes, probe = unstarted()
     last = wakeup._data_version(probe)
