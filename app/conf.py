@@ -5,8 +5,10 @@ code can trust what it reads here.
 """
 
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from django.conf import settings as django_settings
+from django.core.signals import setting_changed
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,21 @@ class ConductorSettings:
         return cls(**{key: value for key, value in raw.items() if key in known})
 
 
+_current: ConductorSettings | None = None
+
+
 def get() -> ConductorSettings:
-    """Conductor's settings as they are now (re-read each call, so override_settings works)."""
-    return ConductorSettings.from_django()
+    """Conductor's settings as they are now (read once, and again after override_settings changes them)."""
+    global _current
+    if _current is None:
+        _current = ConductorSettings.from_django()
+    return _current
+
+
+def _forget(*, setting: str, **kwargs: Any) -> None:
+    global _current
+    if setting == "CONDUCTOR":
+        _current = None
+
+
+setting_changed.connect(_forget)

@@ -16,6 +16,7 @@ Cancelling asks politely first (``stop_requested`` turns True); a task that does
 cancel grace period is interrupted.
 """
 
+import functools
 import inspect
 import math
 import threading
@@ -82,6 +83,19 @@ class TaskContext:
 
 
 def accepts_context(func: Callable[..., Any]) -> bool:
+    """Whether ``func`` has a ``context`` parameter (worked out once per function: runs are many)."""
+    try:
+        return _accepts_context(func)
+    except TypeError:  # unhashable callables are rare: look each time
+        return _has_context_parameter(func)
+
+
+@functools.lru_cache(maxsize=1024)
+def _accepts_context(func: Callable[..., Any]) -> bool:
+    return _has_context_parameter(func)
+
+
+def _has_context_parameter(func: Callable[..., Any]) -> bool:
     try:
         return CONTEXT_PARAMETER in inspect.signature(func).parameters
     except (TypeError, ValueError):

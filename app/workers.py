@@ -14,7 +14,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import close_old_connections
@@ -31,7 +31,7 @@ class Job:
     run_id: int
     name: str
     call: Callable[[], Any]
-    reported: threading.Event = field(default_factory=threading.Event)
+    reported: bool = False  # set once, by the worker, after the outcome exists
 
 
 class Worker:
@@ -70,7 +70,7 @@ class Worker:
     def _serve(self) -> None:
         while (job := self._jobs.get()) is not None:
             outcome = self._perform(job)
-            job.reported.set()
+            job.reported = True
             self._report(job.run_id, outcome)
 
     def _perform(self, job: Job) -> Any:
@@ -114,7 +114,7 @@ class RunThread:
 
     def is_alive(self) -> bool:
         """True until the run has reported its outcome (and while its worker lives)."""
-        return not self.job.reported.is_set() and self.worker.thread.is_alive()
+        return not self.job.reported and self.worker.thread.is_alive()
 
     def interrupt(self, exc_type: type[BaseException]) -> bool:
         return self.worker.interrupt(self.job, exc_type)
