@@ -105,8 +105,7 @@ class Runner:
         self._claimer = Claimer(self.record, self.options.queues, due_by=self._once_cutoff)
         self._recover_stale()
         self._pool = WorkerPool(self.options.threads, self._report_done)
-        # A wake-up already pending makes another useless: the watcher then need not spin for one.
-        self._watcher = watcher_for_default_database(self._wake, wanted=lambda: not self._wake_pending)
+        self._watcher = watcher_for_default_database(self._wake, wanted=self._wake_wanted)
         if self.bridge is not None:
             groups = [runner_group(self.worker_id), RUNNERS_GROUP]
             self.bridge.on_health = lambda problem: self._inbox.put(("layer", problem))
@@ -139,6 +138,14 @@ class Runner:
         if not self._wake_pending:
             self._wake_pending = True
             self._inbox.put(("wake", None))
+
+    def _wake_wanted(self) -> bool:
+        """False while this runner will look at the database anyway (the watcher's gate, from its thread).
+
+        A pending wake-up makes another useless, and so do busy threads: the next run to end frees one,
+        and the runner claims then, seeing every commit made before.
+        """
+        return not (self._wake_pending or len(self._active) >= self.options.threads)
 
     @property
     def busy(self) -> int:

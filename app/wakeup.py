@@ -36,12 +36,15 @@ def _always() -> bool:
 class SqliteWatcher:
     """Calls ``wake()`` (from its own thread) when another connection commits to the SQLite file.
 
-    ``wanted()`` (default: always True) says whether a wake-up would still help. False means the runner
-    will look at the database after this moment anyway (it has a wake-up pending): a WAL write whose commit
-    is not visible yet is then not spun for; the watcher looks once more VISIBILITY_WAIT later and wakes
-    the runner only if a commit became visible meanwhile. A commit writes the WAL in several calls, so an
-    event can arrive after its commit was already seen (the runner's own heartbeats do): without the gate
-    each such event costs a 5 ms spin and a wake-up for nothing.
+    ``wanted()`` (default: always True) says whether a wake-up would still help. False promises that the
+    runner looks at the database after this moment anyway (a wake-up is pending, or every thread is busy
+    and the next to end makes it claim again): a commit seen while not wanted wakes nobody, and WAL
+    writes are then looked at no more than once per VISIBILITY_WAIT. Without the gate a draining runner's
+    own commits (each writes the WAL in several calls) cost a look, a spin and a wake-up each, for nothing.
+
+    A WAL write is seen before its commit shows in the shared index, so a write whose commit is not
+    visible yet is spun for (when wanted), and looked at again later, RECHECKS times, twice as late each
+    time: a writer preempted between the two must not leave an idle runner asleep until the next poll.
     """
 
     def __init__(
@@ -74,36 +77,45 @@ class SqliteWatcher:
 
     def _watch(self) -> None:
         probe = sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, isolation_level=None)
-        poller = select.poll()
-        poller.register(self._inotify.fileno(), select.POLLIN)
-        poller.register(self._stop_read, select.POLLIN)
+        events = select.poll()
+        events.register(self._inotify.fileno(), select.POLLIN)
+        events.register(self._stop_read, select.POLLIN)
+        stop_only = select.poll()
+        stop_only.register(self._stop_read, select.POLLIN)
         try:
             last = _data_version(probe)
             self._baseline_read.set()
-            recheck_at: float | None = None  # when to look again at a write that was not spun for
+            recheck_at: float | None = None  # when to look again at a write whose commit was not seen
             rechecks_left = 0
             while True:
                 # Blocks without waking while nothing happens (no timeout unless a look is owed): no idle CPU.
                 timeout = None if recheck_at is None else max(0.0, recheck_at - time.monotonic()) * 1000
-                ready = {fd for fd, _ in poller.poll(timeout)}
+                ready = {fd for fd, _ in events.poll(timeout)}
                 if self._stop_read in ready:
                     return
-                if self._inotify.fileno() in ready:
-                    changes = self._inotify.read(timeout=0)
-                    if any(event.name == self._wal_name for event in changes):
-                        last, deferred = self._on_wal_write(probe, last)
-                        if deferred is not None and recheck_at is None:
-                            recheck_at, rechecks_left = deferred, RECHECKS
+                if self._inotify.fileno() in ready and self._wal_written():
+                    busy = not self.wanted()
+                    # Seen or not, a busy runner looks anyway: its commit is only looked at again later.
+                    last, visible = (_data_version(probe), False) if busy else self._on_wal_write(probe, last)
+                    if not visible and recheck_at is None:
+                        recheck_at, rechecks_left = time.monotonic() + VISIBILITY_WAIT, RECHECKS
+                    if busy and stop_only.poll(VISIBILITY_WAIT * 1000):  # let its writes pile up a while
+                        return
                 if recheck_at is not None and time.monotonic() >= recheck_at:
                     recheck_at, rechecks_left = self._next_recheck(recheck_at, rechecks_left)
                     if (version := _data_version(probe)) != last:
-                        last, recheck_at = version, None
-                        self.wake()
+                        last = version
+                        if self.wanted():
+                            recheck_at = None
+                            self.wake()
         except Exception:
             logger.exception("Database watcher failed; the runner falls back to polling")
         finally:
             self._baseline_read.set()
             probe.close()
+
+    def _wal_written(self) -> bool:
+        return any(event.name == self._wal_name for event in self._inotify.read(timeout=0))
 
     @staticmethod
     def _next_recheck(previous: float, rechecks_left: int) -> tuple[float | None, int]:
@@ -113,18 +125,15 @@ class SqliteWatcher:
         gap = VISIBILITY_WAIT * 2 ** (RECHECKS - rechecks_left + 1)
         return previous + gap, rechecks_left - 1
 
-    def _on_wal_write(self, probe: sqlite3.Connection, last: int) -> tuple[int, float | None]:
-        """(the data version now, when to look again or None): wakes the runner for a visible commit."""
+    def _on_wal_write(self, probe: sqlite3.Connection, last: int) -> tuple[int, bool]:
+        """Spins briefly for the commit of a WAL write, then wakes the runner: (data version, commit seen)."""
         version = _data_version(probe)
-        if version == last and not self.wanted():
-            return last, time.monotonic() + VISIBILITY_WAIT
-        # The WAL is written before the commit shows in the shared index: spin briefly for it.
         deadline = time.monotonic() + VISIBILITY_WAIT
         while version == last and time.monotonic() <= deadline:
             time.sleep(SPIN_STEP)
             version = _data_version(probe)
-        self.wake()
-        return version, None
+        self.wake()  # even unseen: looking costs an idle runner little, and the commit may be there by then
+        return version, version != last
 
 
 def _data_version(probe: sqlite3.Connection) -> int:

@@ -78,27 +78,42 @@ def spill_uncommitted(writer: sqlite3.Connection) -> None:
         writer.execute("INSERT INTO t VALUES (zeroblob(4000))")
 
 
-@pytest.mark.parametrize("wanted", [True, False], ids=["wanted", "not-wanted"])
-def test_a_commit_by_another_connection_wakes_the_watcher(watch, writer, wanted: bool) -> None:
-    """A commit that is already visible wakes the runner whatever wanted() says: it costs no spin."""
-    _, wakes = watch(wanted=lambda: wanted)
+class Gate:
+    """A wanted() the test flips, and a record of whether the watcher asked it."""
+
+    def __init__(self, open_: bool) -> None:
+        self.open = open_
+        self.asked = threading.Event()
+
+    def __call__(self) -> bool:
+        self.asked.set()
+        return self.open
+
+
+def test_a_commit_by_another_connection_wakes_the_watcher(watch, writer) -> None:
+    _, wakes = watch()
     commit_one(writer)
     assert wakes.wait()
 
 
-def test_an_uncommitted_write_is_not_spun_for_when_not_wanted(watch, writer) -> None:
-    asked = threading.Event()
-
-    def wanted() -> bool:
-        asked.set()
-        return False
-
-    _, wakes = watch(wanted=wanted)
-    spill_uncommitted(writer)
-    assert asked.wait(WAKE_TIMEOUT), "the WAL write reached the watcher"
-    assert not wakes.wait(QUIET)  # nothing visible, and the runner will look anyway: no wake-up
-    writer.execute("COMMIT")
-    assert wakes.wait()  # the commit itself is seen, gate or not
+@pytest.mark.parametrize(
+    ("write", "then_commit"),
+    [
+        (commit_one, commit_one),
+        (spill_uncommitted, lambda writer: writer.execute("COMMIT")),
+    ],
+    ids=["commit", "uncommitted-write"],
+)
+def test_a_write_seen_while_the_runner_is_busy_wakes_nobody(watch, writer, write, then_commit) -> None:
+    """Not wanted: the runner looks anyway (its next run to end makes it claim), so a wake-up is waste."""
+    gate = Gate(open_=False)
+    _, wakes = watch(wanted=gate)
+    write(writer)
+    assert gate.asked.wait(WAKE_TIMEOUT), "the WAL write reached the watcher"
+    assert not wakes.wait(QUIET)
+    gate.open = True
+    then_commit(writer)
+    assert wakes.wait()  # idle again: the next commit wakes it
 
 
 def test_an_uncommitted_write_still_wakes_when_wanted(watch, writer) -> None:
@@ -129,17 +144,12 @@ def unstarted(database: Path) -> Iterator[Callable[..., tuple[SqliteWatcher, Wak
             os.close(fd)
 
 
-def test_on_wal_write_skips_the_spin_when_not_wanted(unstarted, writer) -> None:
-    watcher, wakes, probe = unstarted(wanted=lambda: False)
+def test_on_wal_write_wakes_for_a_visible_commit_and_says_it_saw_it(unstarted, writer) -> None:
+    watcher, wakes, probe = unstarted()
     last = wakeup._data_version(probe)
-    version, recheck_at = watcher._on_wal_write(probe, last)
-    assert (version, wakes.count) == (last, 0)
-    assert recheck_at is not None  # a look is owed, in case a commit was on its way
-
     commit_one(writer)
-    version, recheck_at = watcher._on_wal_write(probe, last)
-    assert version != last
-    assert (wakes.count, recheck_at) == (1, None)
+    version, visible = watcher._on_wal_write(probe, last)
+    assert (version != last, visible, wakes.count) == (True, True, 1)
 
 
 def test_a_write_not_spun_for_is_looked_at_again_later_and_later_then_let_go() -> None:
@@ -151,10 +161,11 @@ def test_a_write_not_spun_for_is_looked_at_again_later_and_later_then_let_go() -
     assert looks == [round(step * (2**k - 2), 6) for k in range(1, wakeup.RECHECKS + 1)]
 
 
-def test_on_wal_write_spins_then_wakes_when_wanted(unstarted) -> None:
+def test_on_wal_write_spins_then_wakes_even_unseen_and_says_so(unstarted) -> None:
+    """The caller looks again later at a commit it did not see: (version, False)."""
     watcher, wakes, probe = unstarted()
     last = wakeup._data_version(probe)
-    assert watcher._on_wal_write(probe, last) == (last, None)
+    assert watcher._on_wal_write(probe, last) == (last, False)
     assert wakes.count == 1
 
 
