@@ -8,7 +8,7 @@ from django.db import connections, models, router, transaction
 from django.utils import timezone
 
 from app.lease import DB_USE, Lease
-from app.rows import Rows
+from app.rows import Rows, preparer
 from app.status import RunStatus, TaskStatus
 
 
@@ -149,13 +149,14 @@ class _Statements:
 
         quote = connection.ops.quote_name
         fields = Task._meta.concrete_fields
-        self.task_field = {field.attname: field for field in fields}
+        self.task_prep = {field.attname: preparer(field, connection) for field in fields}
         self.task_rows = Rows(Task, connection)  # reads the RETURNING row as the ORM would
         self.update_task = _task_update_sql(quote(Task._meta.db_table), [quote(f.column) for f in fields])
-        self.closed_fields = [TaskRun._meta.get_field(name) for name in CLOSED_RUN_FIELDS]
+        closed_fields = [TaskRun._meta.get_field(name) for name in CLOSED_RUN_FIELDS]
+        self.closed_prep = [preparer(field, connection) for field in closed_fields]
         self.close_run = (
             f"UPDATE {quote(TaskRun._meta.db_table)} SET "
-            + ", ".join(f"{quote(field.column)} = %s" for field in self.closed_fields)
+            + ", ".join(f"{quote(field.column)} = %s" for field in closed_fields)
             + " WHERE id = %s AND finished_at IS NULL"
         )
 
@@ -170,11 +171,7 @@ class _Recording:
 
     def _prepared(self, task_field: str, value: Any) -> Any:
         """``value`` as the database takes it for this Task field (None is NULL for all of them)."""
-        return (
-            None
-            if value is None
-            else self.sql.task_field[task_field].get_db_prep_save(value, self.connection)
-        )
+        return self.sql.task_prep[task_field](value)
 
     def update_task(
         self, run: TaskRun, outcome: Outcome, refresh: bool = True
@@ -237,10 +234,7 @@ class _Recording:
             outcome.log, outcome.thread_name, outcome.thread_ident, outcome.progress,
             outcome.progress_message, retry_at,
         )  # fmt: skip
-        prepared = [
-            None if value is None else field.get_db_prep_save(value, self.connection)
-            for field, value in zip(self.sql.closed_fields, values, strict=True)
-        ]
+        prepared = [prep(value) for prep, value in zip(self.sql.closed_prep, values, strict=True)]
         return [*prepared, run.pk]
 
 
