@@ -1,5 +1,6 @@
 """TaskRun: the record of one execution of a task."""
 
+import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -98,7 +99,7 @@ class TaskRun(models.Model):
         leased = [run.task.db_use for run, _ in finished]  # as claimed: run.task is updated below
         with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
             recording = _Recording(cursor, timezone.now())
-            results = [recording.update_task(run, outcome, refresh) for run, outcome in finished]
+            results = recording.update_tasks(finished, refresh)
             recording.close_runs(finished, results)
             accepted = [ok for ok, _ in results]
             done = zip(finished, accepted, leased, strict=True)
@@ -151,7 +152,9 @@ class _Statements:
         fields = Task._meta.concrete_fields
         self.task_prep = {field.attname: preparer(field, connection) for field in fields}
         self.task_rows = Rows(Task, connection)  # reads the RETURNING row as the ORM would
-        self.update_task = _task_update_sql(quote(Task._meta.db_table), [quote(f.column) for f in fields])
+        self.update_tasks = _TaskUpdate(connection, quote(Task._meta.db_table), self.task_rows.select_list())
+        self.returned_id = self.task_rows.attnames.index("id")
+        self.returned_fence = self.task_rows.attnames.index("fence")
         closed_fields = [TaskRun._meta.get_field(name) for name in CLOSED_RUN_FIELDS]
         self.closed_prep = [preparer(field, connection) for field in closed_fields]
         self.close_run = (
@@ -173,39 +176,54 @@ class _Recording:
         """``value`` as the database takes it for this Task field (None is NULL for all of them)."""
         return self.sql.task_prep[task_field](value)
 
-    def update_task(
-        self, run: TaskRun, outcome: Outcome, refresh: bool = True
-    ) -> tuple[bool, datetime | None]:
-        """The fenced UPDATE of one run's task: (accepted, when the failed try is retried)."""
+    def update_tasks(self, finished: list[tuple[TaskRun, Outcome]], refresh: bool) -> list[tuple]:
+        """The fenced UPDATE of the runs' tasks, a statement per OUTCOMES_PER_STATEMENT runs:
+        (accepted, when the failed try is retried) for each run, in order."""
+        values, retry_ats = [], []
+        for run, outcome in finished:
+            row, retry_at = self._outcome_values(run, outcome)
+            values.append(row)
+            retry_ats.append(retry_at)
+        returned: dict[tuple, list] = {}
+        for start in range(0, len(values), OUTCOMES_PER_STATEMENT):
+            chunk = values[start : start + OUTCOMES_PER_STATEMENT]
+            params = [*itertools.chain.from_iterable(chunk), self.prepared_now]
+            self.cursor.execute(self.sql.update_tasks.sql(len(chunk)), params)
+            for row in self.cursor.fetchall():
+                returned[(row[self.sql.returned_id], row[self.sql.returned_fence])] = list(row)
+        results = []
+        for (run, _), retry_at in zip(finished, retry_ats, strict=True):
+            row = returned.get((run.task.pk, run.fence))
+            if row is None:  # recovered elsewhere, maybe run again: this late result must not count
+                results.append((False, None))
+                continue
+            if refresh:
+                self._apply(run.task, row)
+            results.append((True, retry_at))
+        return results
+
+    def _outcome_values(self, run: TaskRun, outcome: Outcome) -> tuple[list, datetime | None]:
+        """One run's row of the VALUES list (in ``OUTCOME_COLUMNS`` order), and its retry time."""
         if run.status == RunStatus.TIMED_OUT:
             outcome.status = RunStatus.TIMED_OUT  # reported as overrunning: it stays timed out
         task, now, started = run.task, self.now, _at(outcome.started)
         retry_at = task.retry_at_after(outcome.status, now)
         effect = task.run_effect(outcome.status, now, retry_at, started)
-        self.cursor.execute(
-            self.sql.update_task,
-            {
-                "loops": effect["loop_next_run"] is not None,
-                "loop_next_run": self._prepared("next_run", effect["loop_next_run"]),
-                "status": effect["status"],
-                "next_run": self._prepared("next_run", effect["next_run"]),
-                "series_over": effect["series_over"],
-                "counted": int(effect["series_over"]),
-                "last_run": self._prepared("last_run", started),
-                "last_status": outcome.status,
-                "output": self._prepared("output", outcome.output),
-                "error": outcome.error,
-                "now": self.prepared_now,
-                "id": task.pk,
-                "fence": run.fence,
-            },
-        )
-        row = self.cursor.fetchone()
-        if row is None:  # recovered elsewhere, maybe run again: this late result must not count
-            return False, None
-        if refresh:
-            self._apply(task, list(row))
-        return True, retry_at
+        row = [
+            task.pk,
+            run.fence,
+            effect["loop_next_run"] is not None,
+            self._prepared("next_run", effect["loop_next_run"]),
+            effect["status"],
+            self._prepared("next_run", effect["next_run"]),
+            effect["series_over"],
+            int(effect["series_over"]),
+            self._prepared("last_run", started),
+            outcome.status,
+            self._prepared("output", outcome.output),
+            outcome.error,
+        ]
+        return row, retry_at
 
     def _apply(self, task: Any, row: list) -> None:
         """Set the task's attributes from its RETURNING row, converted as the ORM would on reading it."""
@@ -238,17 +256,49 @@ class _Recording:
         return [*prepared, run.pk]
 
 
-def _task_update_sql(table: str, returned: list[str]) -> str:
-    """One task's fenced UPDATE; its parameters say which case of ``Task.run_effect`` applies."""
-    return (
-        f"UPDATE {table} SET "
-        # A loop goes on only if its flag is still set: "stop looping" may have cleared it during the run.
-        f"status = CASE WHEN %(loops)s AND loop THEN '{TaskStatus.WAITING.value}' ELSE %(status)s END, "
-        "next_run = CASE WHEN %(loops)s AND loop THEN %(loop_next_run)s "
-        "ELSE COALESCE(%(next_run)s, next_run) END, "
-        "attempt = CASE WHEN %(series_over)s THEN 0 ELSE attempt END, run_count = run_count + %(counted)s, "
-        "runner_id = NULL, last_run = %(last_run)s, last_status = %(last_status)s, output = %(output)s, "
-        "error = %(error)s, updated_at = %(now)s "
-        f"WHERE id = %(id)s AND fence = %(fence)s AND status = '{TaskStatus.RUNNING.value}' "
-        f"RETURNING {', '.join(returned)}"
-    )
+#: Most runs whose outcomes one UPDATE records (12 parameters each: well inside every backend's limit).
+OUTCOMES_PER_STATEMENT = 500
+#: The columns of the outcomes' VALUES list, and the Task field whose database type each has.
+OUTCOME_COLUMNS = (
+    ("o_id", "id"), ("o_fence", "fence"), ("o_loops", "loop"), ("o_loop_next_run", "next_run"),
+    ("o_status", "status"), ("o_next_run", "next_run"), ("o_series_over", "loop"),
+    ("o_counted", "run_count"), ("o_last_run", "last_run"), ("o_last_status", "last_status"),
+    ("o_output", "output"), ("o_error", "error"),
+)  # fmt: skip
+
+
+class _TaskUpdate:
+    """The fenced UPDATE of a batch of tasks: its outcomes joined in as a VALUES list, one row per run.
+
+    Its parameters say which case of ``Task.run_effect`` applies to each. PostgreSQL types each value
+    of the list by a cast (a column of NULLs would otherwise be text); SQLite needs none.
+    """
+
+    def __init__(self, connection: Any, table: str, returned: str) -> None:
+        from app.task import Task
+
+        if connection.vendor == "postgresql":
+            types = [Task._meta.get_field(field).db_type(connection) for _, field in OUTCOME_COLUMNS]
+            self.row = "(" + ", ".join(f"CAST(%s AS {db_type})" for db_type in types) + ")"
+        else:
+            self.row = "(" + ", ".join(["%s"] * len(OUTCOME_COLUMNS)) + ")"
+        columns = ", ".join(name for name, _ in OUTCOME_COLUMNS)
+        self.head = f"WITH o ({columns}) AS (VALUES "
+        self.tail = (
+            f") UPDATE {table} SET "
+            # A loop goes on only if its flag is still set: "stop looping" may have cleared it during the run.
+            f"status = CASE WHEN o.o_loops AND {table}.loop THEN '{TaskStatus.WAITING.value}' "
+            "ELSE o.o_status END, "
+            f"next_run = CASE WHEN o.o_loops AND {table}.loop THEN o.o_loop_next_run "
+            f"ELSE COALESCE(o.o_next_run, {table}.next_run) END, "
+            f"attempt = CASE WHEN o.o_series_over THEN 0 ELSE {table}.attempt END, "
+            f"run_count = {table}.run_count + o.o_counted, runner_id = NULL, last_run = o.o_last_run, "
+            "last_status = o.o_last_status, output = o.o_output, error = o.o_error, updated_at = %s "
+            f"FROM o WHERE {table}.id = o.o_id AND {table}.fence = o.o_fence "
+            f"AND {table}.status = '{TaskStatus.RUNNING.value}' "
+            f"RETURNING {returned}"
+        )
+
+    def sql(self, rows: int) -> str:
+        """The statement for ``rows`` outcomes; its parameters are the rows', then the time of the update."""
+        return self.head + ", ".join([self.row] * rows) + self.tail

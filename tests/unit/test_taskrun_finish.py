@@ -1,4 +1,4 @@
-"""TaskRun.finish_many: one fenced UPDATE ... RETURNING per run, and run.task left as the database has it."""
+"""TaskRun.finish_many: one fenced UPDATE ... RETURNING per batch; run.task left as the database has it."""
 
 import re
 import time
@@ -9,6 +9,7 @@ from django.db import connection
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
+from app import taskrun
 from app.lease import DB_USE, Lease
 from app.runnerprocess import RunnerProcess
 from app.status import RunStatus, TaskStatus
@@ -67,7 +68,7 @@ def test_run_task_shows_changes_made_by_others_during_the_run():
     assert run.task.runner is None  # the cached runner went with its id
 
 
-def test_a_batch_is_one_update_per_task_and_one_per_kind_of_run_without_reading_back():
+def test_a_batch_is_one_update_of_its_tasks_and_one_per_kind_of_run_without_reading_back():
     runs = claimed(4)
     Task.objects.filter(pk=runs[3].task_id).update(fence=F("fence") + 1)  # claimed again since
 
@@ -75,11 +76,39 @@ def test_a_batch_is_one_update_per_task_and_one_per_kind_of_run_without_reading_
         TaskRun.finish_many([(run, outcome()) for run in runs])
 
     sql = [query["sql"] for query in queries if "SAVEPOINT" not in query["sql"]]  # the test's transaction
-    assert [re.match(r'(?:(\d+) times: )?(\w+) "(\w+)"', statement).groups() for statement in sql] == [
-        *[(None, "UPDATE", "app_task")] * 4,
+    pattern = r'(?:(\d+) times: )?(?:WITH o \(.*?\) AS \(VALUES (.*)\) )?(\w+) "(\w+)"'
+    shapes = [re.match(pattern, statement).groups() for statement in sql]
+    assert [(times, verb, table) for times, _, verb, table in shapes] == [
+        (None, "UPDATE", "app_task"),
         ("3", "UPDATE", "app_taskrun"),  # accepted
         ("1", "UPDATE", "app_taskrun"),  # refused
     ]
+    assert shapes[0][1].count("), (") == 3  # one row of outcomes per run
+
+
+def test_a_large_batch_is_recorded_a_statement_per_chunk(monkeypatch):
+    monkeypatch.setattr(taskrun, "OUTCOMES_PER_STATEMENT", 2)
+    runs = claimed(5)
+    Task.objects.filter(pk=runs[2].task_id).update(fence=F("fence") + 1)  # claimed again since
+
+    with CaptureQueriesContext(connection) as queries:
+        accepted = TaskRun.finish_many([(run, outcome(output=n)) for n, run in enumerate(runs)])
+
+    assert accepted == [True, True, False, True, True]
+    assert sum('UPDATE "app_task" SET' in query["sql"] for query in queries) == 3
+    assert [run.task.output for run in runs] == [0, 1, None, 3, 4]
+
+
+def test_a_refused_run_and_a_newer_run_of_the_same_task_in_one_batch():
+    """Outcomes are matched to tasks by id and fence: the newer claim's run is the one that counts."""
+    [old] = claimed()
+    Task.objects.filter(pk=old.task_id).update(status=TaskStatus.WAITING)  # recovered, as if elsewhere
+    [new] = [run for _, run in Task.objects.claim(None, limit=1)]
+    assert (new.task_id, new.fence) == (old.task_id, old.fence + 1)
+
+    assert TaskRun.finish_many([(old, outcome(output="late")), (new, outcome(output="new"))]) == [False, True]
+
+    assert Task.objects.get(pk=new.task_id).output == "new"
 
 
 def test_a_loop_stopped_during_the_run_ends_with_the_status_of_a_one_off():
