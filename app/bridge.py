@@ -25,10 +25,15 @@ logger = logging.getLogger("conductor.bridge")
 
 DASHBOARD_GROUP = "conductor.dashboard"
 RUNNERS_GROUP = "conductor.runners"
-#: Most events in one group message, and most characters of one event's text fields: channel
-#: layers cap a message at 1 MB.
-BATCH_SIZE = 50
+#: Most events in one group message, and most characters of one event's text fields. Channel layers cap
+#: a message at 1 MB, so a frame over MAX_FRAME characters is sent as two halves.
+BATCH_SIZE = 500
 TEXT_LIMIT = 4000
+MAX_FRAME = 512 * 1024
+#: While a burst is on (LINGER_FROM events or more came at once), the sender waits this long for more of
+#: it: fewer, larger frames for every page. A few events at a time go out at once.
+LINGER = 0.01
+LINGER_FROM = 16
 QUEUE_SIZE = 10000
 #: Group memberships expire in channels-redis (a day by default); renew them well before.
 GROUP_RENEWAL = 3600
@@ -48,6 +53,8 @@ def shorten(value: Any, limit: int = TEXT_LIMIT) -> Any:
     """Keep a JSON value if small, else a cut-down text of it (live messages must stay small)."""
     if isinstance(value, str):
         return value if len(value) <= limit else value[: limit - 20] + " ...[cut]"
+    if value is None or isinstance(value, int | float):  # bool is an int: all short
+        return value
     text = json.dumps(value, default=str, ensure_ascii=False)
     return value if len(text) <= limit else text[: limit - 20] + " ...[cut]"
 
@@ -154,13 +161,19 @@ class ChannelBridge:
     async def _send_batches(self) -> None:
         while True:
             batch = [await self._queue.get()]
-            while len(batch) < BATCH_SIZE and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            self._take_queued(batch)
+            if LINGER_FROM <= len(batch) < BATCH_SIZE:  # a burst: the rest of it is on its way
+                await asyncio.sleep(LINGER)
+                self._take_queued(batch)
             try:
                 await self._deliver(batch)
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+    def _take_queued(self, batch: list[dict]) -> None:
+        while len(batch) < BATCH_SIZE and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
 
     async def _deliver(self, batch: list[dict]) -> None:
         for event in batch:
@@ -171,13 +184,20 @@ class ChannelBridge:
             for event in batch
             if event["type"] != events.TASK_RESULT  # for the asker only
         ]
-        if not live:
-            return
-        self._sequence += 1  # counted even when the send fails: the gap tells pages to resync
-        page = {"type": "events", "events": live, "source": self.source, "seq": self._sequence}
+        if live:
+            await self._send_page(live)
+
+    async def _send_page(self, live: list[dict]) -> None:
         # The page's frame, encoded once here: a layer then copies one string per page (channels-redis
         # serialises the message once per channel in the group) and each page's server sends it as is.
+        page = {"type": "events", "events": live, "source": self.source, "seq": self._sequence + 1}
         frame = json.dumps(page, default=str, ensure_ascii=False)
+        if len(frame) > MAX_FRAME and len(live) > 1:
+            half = len(live) // 2
+            await self._send_page(live[:half])
+            await self._send_page(live[half:])
+            return
+        self._sequence += 1  # counted even when the send fails: the gap tells pages to resync
         message = {"type": "conductor.events", "frame": frame}
         await self._call(lambda: self.layer.group_send(DASHBOARD_GROUP, message))
 

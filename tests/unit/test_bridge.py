@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from channels.layers import InMemoryChannelLayer
 
-from app import events
+from app import bridge, events
 from app.bridge import (
     BATCH_SIZE,
     DASHBOARD_GROUP,
@@ -62,6 +62,8 @@ def test_shorten_keeps_small_values_as_they_are():
     assert shorten("x" * TEXT_LIMIT) == "x" * TEXT_LIMIT
     assert shorten(None) is None
     assert shorten(42) == 42
+    assert shorten(2.5) == 2.5
+    assert shorten(True) is True
 
 
 def test_shorten_cuts_long_text():
@@ -191,8 +193,26 @@ def test_a_burst_of_events_arrives_in_few_group_messages(own):
     messages = own.receive_until(dashboard, lambda got: len(events_in(got, marker)) == count)
     mine = [m for m in messages if events_in([m], marker)]
     assert [e["text"] for e in events_in(mine, marker)] == [f"line {n}\n" for n in range(count)]  # in order
-    assert len(mine) == 3  # 50 + 50 + 20
+    assert len(mine) == 3  # full, full, and the 20 left
     assert max(len(frame_of(m)["events"]) for m in mine) == BATCH_SIZE
+
+
+def test_a_frame_too_large_for_one_message_goes_as_two_in_order(own, monkeypatch):
+    monkeypatch.setattr(bridge, "MAX_FRAME", 3000)
+    dashboard = own.member()
+    marker = uuid.uuid4().hex
+    held = threading.Event()  # the whole burst is queued before the bridge looks
+    own.bridge.loop.call_soon_threadsafe(lambda: (held.set(), time.sleep(0.3)))
+    assert held.wait(TIMEOUT)
+    for number in range(4):
+        publish_marked(events.RUN_LOG, marker, run=1, text=f"{number}" * 1000)
+    assert events.publisher.flush(timeout=TIMEOUT)
+    messages = own.receive_until(dashboard, lambda got: len(events_in(got, marker)) == 4)
+    mine = [m for m in messages if events_in([m], marker)]
+    assert [e["text"][0] for e in events_in(mine, marker)] == ["0", "1", "2", "3"]
+    assert all(len(m["frame"]) <= 3000 for m in mine)
+    seqs = [frame_of(m)["seq"] for m in mine]
+    assert seqs == [seqs[0], seqs[0] + 1]  # two halves, and no gap: pages do not resync
 
 
 def test_long_text_in_events_is_cut(own):
