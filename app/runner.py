@@ -165,6 +165,7 @@ class Runner:
             now = time.monotonic()
             self._record_degraded()
             self._police(now)
+            self._start_backlog()  # policing collects runs that ended meanwhile: their threads are free
             if self._should_record(now):
                 self._record_outcomes()
             if now >= self._next_heartbeat:
