@@ -20,6 +20,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from app import events
+from app.fanout import FEED_GROUP
 
 logger = logging.getLogger("conductor.bridge")
 
@@ -188,8 +189,8 @@ class ChannelBridge:
             await self._send_page(live)
 
     async def _send_page(self, live: list[dict]) -> None:
-        # The page's frame, encoded once here: a layer then copies one string per page (channels-redis
-        # serialises the message once per channel in the group) and each page's server sends it as is.
+        # The page's frame, encoded once here and sent once to each web process (app/fanout.py), which
+        # hands it to its pages as is.
         page = {"type": "events", "events": live, "source": self.source, "seq": self._sequence + 1}
         frame = json.dumps(page, default=str, ensure_ascii=False)
         if len(frame) > MAX_FRAME and len(live) > 1:
@@ -199,7 +200,7 @@ class ChannelBridge:
             return
         self._sequence += 1  # counted even when the send fails: the gap tells pages to resync
         message = {"type": "conductor.events", "frame": frame}
-        await self._call(lambda: self.layer.group_send(DASHBOARD_GROUP, message))
+        await self._call(lambda: self.layer.group_send(FEED_GROUP, message))  # one per web process
 
     async def _receive(self, groups: list[str], on_message: Callable[[dict], None]) -> None:
         channel = await self.layer.new_channel("conductor.runner.")

@@ -13,7 +13,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.exceptions import ValidationError
 
-from app import actions
+from app import actions, fanout
 from app.bridge import DASHBOARD_GROUP
 from app.snapshot import build_snapshot, task_state
 from app.task import Task, TaskActionError
@@ -66,6 +66,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         except Exception as exc:
             self.layer_problem = _layer_down(exc)
             return False
+        await fanout.rejoin(self.channel_layer)  # the process's feed of runners' frames, likewise
         self.layer_problem = ""
         return True
 
@@ -79,9 +80,11 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         await self._join()
+        await fanout.subscribe(self, self.channel_layer)  # runners' frames, through this process's feed
         await self.send_snapshot()
 
     async def disconnect(self, code: int) -> None:
+        await fanout.unsubscribe(self, self.channel_layer)
         try:
             await self.channel_layer.group_discard(DASHBOARD_GROUP, self.channel_name)
         except Exception as exc:  # the layer is gone; its group expires by itself
@@ -186,9 +189,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     # From the channel layer -------------------------------------------------------------------
 
     async def conductor_events(self, message: dict) -> None:
-        if "frame" in message:  # from a runner's bridge: the page's frame, encoded once for all pages
-            await self.send(text_data=message["frame"])
-            return
+        """Events from web processes (actions); runners' frames come through app/fanout.py."""
         forwarded = {"type": "events", "events": message["events"]}
         if "seq" in message:  # from a runner's bridge: a gap tells the page it missed some
             forwarded.update(source=message["source"], seq=message["seq"])

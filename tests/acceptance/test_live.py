@@ -20,7 +20,8 @@ import pytest
 from channels.layers import InMemoryChannelLayer
 from websockets.exceptions import ConnectionClosed
 
-from app.bridge import DASHBOARD_GROUP, ChannelBridge
+from app.bridge import ChannelBridge
+from app.fanout import FEED_GROUP
 from app.runnerprocess import RunnerProcess
 from app.status import RunnerState, RunStatus, TaskStatus
 from app.task import Task
@@ -423,7 +424,7 @@ def test_a_stopping_bridge_delivers_the_batch_it_is_sending():
     try:
         layer = SlowLayer()
         channel = on_loop(layer.new_channel())
-        on_loop(layer.group_add(DASHBOARD_GROUP, channel))
+        on_loop(layer.group_add(FEED_GROUP, channel))
         bridge = ChannelBridge(loop=loop, layer=layer).start()
         bridge.sink_batch([{"type": "runner.down", "at": time.time(), "runner": "r", "interrupted_runs": []}])
         assert layer.sending.wait(LIVE_WAIT), "the bridge never sent the event"

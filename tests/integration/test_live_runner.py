@@ -82,6 +82,15 @@ class Stream:
     async def message(self, kind: str) -> dict:
         return (await self.until(lambda s: [m for m in s.messages if m["type"] == kind]))[0]
 
+    async def ask(self, **content: Any) -> dict:
+        """Send a command; its reply or error. Runners' frames reach the page on their own (app/fanout.py),
+        so events the command causes may come before the reply: they are kept, not skipped."""
+        answered = len([m for m in self.messages if m["type"] in ("reply", "error")])
+        await self.page.send_json_to(content)
+        return (
+            await self.until(lambda s: [m for m in s.messages if m["type"] in ("reply", "error")][answered:])
+        )[0]
+
 
 def run_of(task_pk: int) -> TaskRun:
     return TaskRun.objects.select_related("task").get(task_id=task_pk)
@@ -100,9 +109,7 @@ async def test_a_task_created_on_the_socket_runs_and_its_result_comes_back():
         dashboard(await db(viewer)()) as other,
     ):
         mine, theirs = Stream(page), Stream(other)
-        reply = await ask(
-            page, type="create", id="new", func="tests.functions.add", args_in={"a": 40, "b": 2}
-        )
+        reply = await mine.ask(type="create", id="new", func="tests.functions.add", args_in={"a": 40, "b": 2})
         pk = reply["task"]["id"]
         finished = await mine.event("task.finished", task=pk)
         result = await mine.message("task.result")
@@ -222,7 +229,7 @@ async def test_cancel_of_a_task_that_cooperates():
         stream = Stream(page)
         started = await stream.event("thread.started", task=task.pk)
         run = started["run"]
-        reply = await ask(page, type="cancel", run=run, id="stop it")
+        reply = await stream.ask(type="cancel", run=run, id="stop it")
         assert reply == {
             "type": "reply", "id": "stop it", "ok": True,
             "message": f"Cancel of run {run} (patient) requested",
@@ -248,9 +255,9 @@ async def test_cancel_of_a_task_that_ignores_it_interrupts_it_after_the_grace():
         async with dashboard(await db(editor)()) as page, live_runner():
             stream = Stream(page)
             run = (await stream.event("thread.started", task=task.pk))["run"]
-            assert (await ask(page, type="cancel", run=run))["ok"] is True
+            assert (await stream.ask(type="cancel", run=run))["ok"] is True
             cancelled = await stream.event("task.cancelled", task=task.pk, timeout=10)
-            again = await ask(page, type="cancel", run=run)  # the run has ended by now
+            again = await stream.ask(type="cancel", run=run)  # the run has ended by now
             assert again["type"] == "error"
             assert again["error"] == f"Run {run} is not running on a runner."
     assert cancelled["status"] == "cancelled"

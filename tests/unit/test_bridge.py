@@ -20,13 +20,13 @@ from channels.layers import InMemoryChannelLayer
 from app import bridge, events
 from app.bridge import (
     BATCH_SIZE,
-    DASHBOARD_GROUP,
     TEXT_LIMIT,
     ChannelBridge,
     layer_reaches_other_processes,
     runner_group,
     shorten,
 )
+from app.fanout import FEED_GROUP
 
 TIMEOUT = 5
 
@@ -105,7 +105,7 @@ class OwnLoopBridge:
     def call(self, coroutine: Any, timeout: float = TIMEOUT) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.bridge.loop).result(timeout)
 
-    def member(self, group: str = DASHBOARD_GROUP) -> str:
+    def member(self, group: str = FEED_GROUP) -> str:
         channel = self.call(self.layer.new_channel())
         self.call(self.layer.group_add(group, channel))
         return channel
