@@ -192,7 +192,7 @@ class ChannelBridge:
         # The page's frame, encoded once here and sent once to each web process (app/fanout.py), which
         # hands it to its pages as is.
         page = {"type": "events", "events": live, "source": self.source, "seq": self._sequence + 1}
-        frame = json.dumps(page, default=str, ensure_ascii=False)
+        frame = json.dumps(page, default=str, ensure_ascii=False, separators=(",", ":"))
         if len(frame) > MAX_FRAME and len(live) > 1:
             half = len(live) // 2
             await self._send_page(live[:half])
