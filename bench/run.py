@@ -24,7 +24,8 @@ Live state (a WebSocket dashboard, bench/live.py), measured embedded and through
   ``runtasks`` and daphne as two processes with REDIS_URL.
 - drain with dashboards: 2,000 no-op tasks, ``runtasks --once --threads 8`` with REDIS_URL, a daphne with
   50 connected dashboards vs none (3 rounds each, alternating); tasks/s as above, the events each
-  dashboard received (4 task events per task) and daphne's CPU time during the drain.
+  dashboard received (4 task events per task) and daphne's CPU time during the drain. Then the same again
+  with the runner on CPU 0 and daphne and the clients on the other CPUs (as separate machines would be).
 
 On PostgreSQL (bench/pg.py, a process of its own; a fresh database of the bench's own):
 
@@ -47,6 +48,7 @@ These are measurements, not tests: nothing here passes or fails on a number.
 """
 
 import bisect
+import contextlib
 import json
 import math
 import os
@@ -497,13 +499,19 @@ def event_latency(mode: str) -> dict[str, list[float]]:
     return result
 
 
-def drain_with_dashboards(round_no: int, count: int) -> dict[str, Any]:
-    """2,000 no-op tasks through ``runtasks --once`` with REDIS_URL while ``count`` dashboards watch."""
+def drain_with_dashboards(round_no: int, count: int, split: bool = False) -> dict[str, Any]:
+    """2,000 no-op tasks through ``runtasks --once`` with REDIS_URL while ``count`` dashboards watch.
+
+    ``split``: the runner on CPU 0, daphne and this process (the dashboards' clients) on the others, as
+    runner and web nodes are separate machines in the scaled set-up.
+    """
     fresh_database()
     session_key = live.staff_session_key()
     env = redis_env()
     port = live.free_port()
     web, web_log = start_web(f"drain-web-{count}-{round_no}", port, env)
+    if split:
+        pin([web.pid, *own_threads()], WEB_CPUS)
     dashboards = None
     try:
         wait_for(lambda: live.port_open(port), 60, "the web server", web, web_log)
@@ -517,6 +525,8 @@ def drain_with_dashboards(round_no: int, count: int) -> dict[str, Any]:
         started = time.monotonic()
         runner, log_path = start_runtasks(f"drain-redis-{count}-{round_no}", "--once", "--threads",
                                           str(THREADS), "--worker-id", "drain", env=env)  # fmt: skip
+        if split:
+            pin([runner.pid], RUNNER_CPUS)  # before Django has started: its threads inherit it
         code, runner_cpu = wait_with_cpu(runner, 120)
         wall = time.monotonic() - started
         if code != 0:
@@ -532,13 +542,31 @@ def drain_with_dashboards(round_no: int, count: int) -> dict[str, Any]:
         if dashboards is not None:
             dashboards.close()
         stop(web, web_log)
+        if split:
+            pin(own_threads(), ALL_CPUS)
     got = f"; task events per dashboard: min {delivered[0]:,}, max {delivered[-1]:,}" if delivered else ""
     say(
-        f"  {count:>2} dashboards, round {round_no}: {rate:,.0f} tasks/s over {seconds:.2f} s; wall "
+        f"  {count:>2} dashboards{' (split)' if split else ''}, round {round_no}: {rate:,.0f} tasks/s over "
+        f"{seconds:.2f} s; wall "
         f"{wall:.2f} s; CPU: runner {runner_cpu:.2f} s, daphne {web_cpu:.2f} s, clients {own_cpu:.2f} s{got}"
     )
     return {"rate": rate, "wall": wall, "web_cpu": web_cpu, "own_cpu": own_cpu, "delivered": delivered,
             "runner_cpu": runner_cpu}  # fmt: skip
+
+
+ALL_CPUS = set(range(os.cpu_count() or 1))
+RUNNER_CPUS = {0}
+WEB_CPUS = (ALL_CPUS - RUNNER_CPUS) or ALL_CPUS
+
+
+def own_threads() -> list[int]:
+    return [int(tid) for tid in os.listdir("/proc/self/task")]
+
+
+def pin(tids: list[int], cpus: set[int]) -> None:
+    for tid in tids:
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.sched_setaffinity(tid, cpus)
 
 
 def wait_with_cpu(process: subprocess.Popen, timeout: float) -> tuple[int, float]:
@@ -604,7 +632,13 @@ def measure(sections: list[str]) -> dict[str, Any]:
         for n in range(DASHBOARD_ROUNDS):
             for count in (0, DASHBOARDS):
                 watched[count].append(drain_with_dashboards(n + 1, count))
+        say(f"The same with the runner on CPU 0 and daphne and the clients on CPU {sorted(WEB_CPUS)}")
+        split: dict[int, list[dict[str, Any]]] = {0: [], DASHBOARDS: []}
+        for n in range(DASHBOARD_ROUNDS):
+            for count in (0, DASHBOARDS):
+                split[count].append(drain_with_dashboards(n + 1, count, split=True))
         results["dashboards"] = watched
+        results["dashboards_split"] = split
     if "postgres" in sections:
         results["postgres"] = postgres_rows()
     return results
@@ -694,6 +728,19 @@ def dashboard_rows(watched: dict[int, list[dict[str, Any]]]) -> list[tuple[str, 
     ]  # fmt: skip
 
 
+def split_dashboard_rows(split: dict[int, list[dict[str, Any]]]) -> list[tuple[str, str, str]]:
+    idle_rate = statistics.median(r["rate"] for r in split[0])
+    busy_rate = statistics.median(r["rate"] for r in split[DASHBOARDS])
+    return [
+        (f"runner on CPU 0, daphne and clients on CPU {sorted(WEB_CPUS)}: none / {DASHBOARDS} dashboards",
+         f"{idle_rate:,.0f} / {busy_rate:,.0f} tasks/s",
+         f"medians; runs: {', '.join(f'{r["rate"]:,.0f}' for r in split[0])} / "
+         f"{', '.join(f'{r["rate"]:,.0f}' for r in split[DASHBOARDS])}"),
+        (f"  ratio {DASHBOARDS} dashboards / none, runner on a CPU of its own",
+         f"{busy_rate / idle_rate:.2f}", "as runner and web nodes on separate machines"),
+    ]  # fmt: skip
+
+
 def main() -> None:
     began = time.monotonic()
     load_at_start = os.getloadavg()[0]
@@ -714,6 +761,7 @@ def main() -> None:
         "memory": memory_rows,
         "events": event_rows,
         "dashboards": dashboard_rows,
+        "dashboards_split": split_dashboard_rows,
         "postgres": list,
     }
     rows = [row for name, build in builders.items() if name in results for row in build(results[name])]
