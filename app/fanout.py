@@ -45,7 +45,7 @@ class Feed:
         # The layer's default prefix: channels-redis serves all of a process's own channels from one key,
         # and a channel of another prefix would wait behind its pages' receives for ever.
         self.channel = await self.layer.new_channel()
-        await self._join()
+        await self.join()
         self._task = asyncio.create_task(self._forward())
 
     async def stop(self) -> None:
@@ -58,7 +58,8 @@ class Feed:
         except Exception as exc:  # the layer is gone; the membership expires by itself
             logger.info("Leaving the feed group failed: %s", exc)
 
-    async def _join(self) -> bool:
+    async def join(self) -> bool:
+        """Join (or join again) the group; False, logged, while the layer cannot be reached."""
         try:
             await self.layer.group_add(FEED_GROUP, self.channel)
         except Exception as exc:
@@ -71,7 +72,7 @@ class Feed:
         renew_at = loop.time() + RENEWAL
         while True:
             if loop.time() >= renew_at:  # memberships expire (channels-redis: a day by default)
-                await self._join()
+                await self.join()
                 renew_at = loop.time() + RENEWAL
             try:
                 message = await asyncio.wait_for(self.layer.receive(self.channel), timeout=RENEWAL)
@@ -80,7 +81,7 @@ class Feed:
             except Exception as exc:
                 logger.warning("The live feed lost the channel layer (%s); retrying", exc)
                 await asyncio.sleep(RETRY)
-                await self._join()
+                await self.join()
                 continue
             if "frame" in message:
                 await self._hand_out(message["frame"])
@@ -131,4 +132,4 @@ async def rejoin(layer: Any) -> None:
     """Join the group again, if this process has a feed: a page found the layer back after an outage."""
     feed = _feeds.get((asyncio.get_running_loop(), id(layer)))
     if feed is not None:
-        await feed._join()
+        await feed.join()

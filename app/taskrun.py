@@ -184,13 +184,7 @@ class _Recording:
             row, retry_at = self._outcome_values(run, outcome)
             values.append(row)
             retry_ats.append(retry_at)
-        returned: dict[tuple, list] = {}
-        for start in range(0, len(values), OUTCOMES_PER_STATEMENT):
-            chunk = values[start : start + OUTCOMES_PER_STATEMENT]
-            params = [*itertools.chain.from_iterable(chunk), self.prepared_now]
-            self.cursor.execute(self.sql.update_tasks.sql(len(chunk)), params)
-            for row in self.cursor.fetchall():
-                returned[(row[self.sql.returned_id], row[self.sql.returned_fence])] = list(row)
+        returned = self._update(values)
         results = []
         for (run, _), retry_at in zip(finished, retry_ats, strict=True):
             row = returned.get((run.task.pk, run.fence))
@@ -201,6 +195,17 @@ class _Recording:
                 self._apply(run.task, row)
             results.append((True, retry_at))
         return results
+
+    def _update(self, values: list[list]) -> dict[tuple, list]:
+        """Run the UPDATE over these VALUES rows, in chunks; each updated task's row by (id, fence)."""
+        returned = {}
+        for start in range(0, len(values), OUTCOMES_PER_STATEMENT):
+            chunk = values[start : start + OUTCOMES_PER_STATEMENT]
+            params = [*itertools.chain.from_iterable(chunk), self.prepared_now]
+            self.cursor.execute(self.sql.update_tasks.sql(len(chunk)), params)
+            for row in self.cursor.fetchall():
+                returned[(row[self.sql.returned_id], row[self.sql.returned_fence])] = list(row)
+        return returned
 
     def _outcome_values(self, run: TaskRun, outcome: Outcome) -> tuple[list, datetime | None]:
         """One run's row of the VALUES list (in ``OUTCOME_COLUMNS`` order), and its retry time."""
