@@ -13,12 +13,12 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.core.exceptions import ValidationError
 
-from app import events
-from app.bridge import DASHBOARD_GROUP, RUNNERS_GROUP, runner_group
-from app.snapshot import task_state
-from app.task import Task, TaskActionError
-from app.taskrun import TaskRun
-from app.wakeup import notify_runners
+from . import events
+from .bridge import DASHBOARD_GROUP, RUNNERS_GROUP, runner_group
+from .snapshot import task_state
+from .task import Task, TaskActionError
+from .taskrun import TaskRun
+from .wakeup import notify_runners
 
 logger = logging.getLogger("conductor.actions")
 

@@ -6,8 +6,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from app.context import TaskContext
-from app.workers import RunThread
+from .context import TaskContext
+from .workers import RunThread
 
 
 @dataclass

@@ -17,11 +17,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from app import actions, conf, registry
-from app.lease import Lease
-from app.runnerprocess import LIVE_STATES, RunnerProcess
-from app.task import Task, TaskActionError
-from app.taskrun import TaskRun
+from . import actions, conf, registry
+from .lease import Lease
+from .runnerprocess import LIVE_STATES, RunnerProcess
+from .task import Task, TaskActionError
+from .taskrun import TaskRun
 
 RECENT_RUNS_ON_TASK_PAGE = 20
 
@@ -75,7 +75,7 @@ class TaskForm(forms.ModelForm):
 
 
 def _run_link(run: TaskRun) -> str:
-    return reverse("admin:app_taskrun_change", args=[run.pk])
+    return reverse("admin:conductor_taskrun_change", args=[run.pk])
 
 
 @admin.register(Task)

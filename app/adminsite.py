@@ -21,11 +21,11 @@ class ConductorAdminSite(admin.AdminSite):
 
 def summary() -> dict[str, int]:
     """Runners up, tasks running, and failures in the last hour: the index's at-a-glance line."""
-    from app import conf
-    from app.runnerprocess import RunnerProcess
-    from app.status import RunStatus
-    from app.task import Task
-    from app.taskrun import TaskRun
+    from . import conf
+    from .runnerprocess import RunnerProcess
+    from .status import RunStatus
+    from .task import Task
+    from .taskrun import TaskRun
 
     now = timezone.now()
     fresh = now - timedelta(seconds=conf.get().HEARTBEAT_TIMEOUT)
@@ -43,4 +43,4 @@ class ConductorAdminConfig(AdminConfig):
     """Use in INSTALLED_APPS instead of django.contrib.admin."""
 
     default = False  # never the default config of Conductor's own app
-    default_site = "app.adminsite.ConductorAdminSite"
+    default_site = f"{__package__}.adminsite.ConductorAdminSite"

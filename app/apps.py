@@ -2,13 +2,15 @@ from django.apps import AppConfig
 
 
 class ConductorConfig(AppConfig):
-    name = "app"
-    label = "app"
+    # "conductor" once installed, "app" in Conductor's own repository: one body of code under both names.
+    name = __package__
+    # Fixed whatever the import name: the tables (conductor_task, ...), migrations and permissions.
+    label = "conductor"
     verbose_name = "Conductor"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from app import (
+        from . import (
             checks,  # noqa: F401  (registers the system checks)
             registry,
         )
@@ -27,7 +29,7 @@ class DaphneCommandsConfig(AppConfig):
     that it is listed before staticfiles is not registered; INSTALLED_APPS keeps that order regardless.
     """
 
-    default = False  # "app" must still pick ConductorConfig by itself, as this module's one default
+    default = False  # the app must still pick ConductorConfig by itself, as this module's one default
     name = "daphne"
     label = "daphne"
     verbose_name = "Daphne"

@@ -33,8 +33,8 @@ from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 from django.utils.json import normalize_json
 
-from app import djangotasks, registry
-from app.task import Task
+from . import djangotasks, registry
+from .task import Task
 
 #: Conductor's own options: TASKS OPTIONS keys (defaults for a backend) and @task keyword arguments.
 OPTION_NAMES = ("kill_time", "db_use", "loop", "interval", "cron", "timezone", "max_runs", "catch_up",

@@ -19,8 +19,8 @@ from typing import Any
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
-from app import events
-from app.fanout import FEED_GROUP
+from . import events
+from .fanout import FEED_GROUP
 
 logger = logging.getLogger("conductor.bridge")
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from app import conf
+from . import conf
 
 _buffers: dict[int, "RunLog"] = {}
 _install_lock = threading.Lock()

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.db import connections
 
-from app.conf import ConductorSettings
+from .conf import ConductorSettings, raw_settings
 
 POSITIVE_NUMBERS = ("POLL", "HEARTBEAT", "HEARTBEAT_TIMEOUT", "INTERRUPT_WAIT", "CANCEL_GRACE")
 POSITIVE_INTEGERS = ("THREADS", "LOG_LIMIT", "EVENT_QUEUE_SIZE")
@@ -19,7 +19,7 @@ def _error(message: str, hint: str, number: int) -> Error:
 
 @register(Tags.compatibility)
 def check_settings(app_configs=None, **kwargs) -> list:
-    raw = getattr(settings, "CONDUCTOR", {})
+    raw = raw_settings()
     if not isinstance(raw, dict):
         return [_error("CONDUCTOR must be a dict.", "Set CONDUCTOR = {} or a dict of settings.", 1)]
     known = {f.name for f in fields(ConductorSettings)}
@@ -117,7 +117,101 @@ def check_sqlite_wal(app_configs=None, databases=None, **kwargs) -> list:
     return [
         Warning(
             "The SQLite database is not set up for concurrent runners: " + "; ".join(problems) + ".",
-            hint="Use server.settings.sqlite_options() as the database OPTIONS.",
+            hint=f"Use {__package__}.sqlite_options() as the database OPTIONS "
+            f"(DATABASES['default']['OPTIONS'] = {__package__}.sqlite_options()).",
             id="conductor.W001",
+        )
+    ]
+
+
+@register(Tags.compatibility)
+def check_project_wiring(app_configs=None, **kwargs) -> list:
+    """What a project that installs Conductor must add besides INSTALLED_APPS, each with the line to add."""
+    errors = []
+    if "channels" not in settings.INSTALLED_APPS:
+        errors.append(
+            _error(
+                "Conductor's dashboard needs Django Channels, which is not in INSTALLED_APPS.",
+                'Add "channels" to INSTALLED_APPS (before "conductor").',
+                7,
+            )
+        )
+    errors += _check_channel_layer()
+    errors += _check_asgi_routes()
+    return errors
+
+
+def _check_channel_layer() -> list:
+    backend = str(getattr(settings, "CHANNEL_LAYERS", {}).get("default", {}).get("BACKEND", ""))
+    if not backend.startswith("channels_redis."):
+        return []
+    try:
+        import channels_redis  # noqa: F401
+    except ImportError:
+        return [
+            _error(
+                f"CHANNEL_LAYERS uses {backend}, but channels-redis is not installed.",
+                "pip install 'django-conductor[redis]' (or channels-redis), or use the in-memory layer.",
+                8,
+            )
+        ]
+    return []
+
+
+def _check_asgi_routes() -> list:
+    """A project whose own ASGI_APPLICATION does not route the dashboard's socket gets a page that never
+    goes live: say so at start-up rather than in the browser."""
+    if not getattr(settings, "ASGI_APPLICATION", None):
+        return []  # runtasks --serve builds an application with the routes
+    from .asgi import routes_dashboard_socket
+
+    try:
+        from channels.routing import get_default_application
+
+        application = get_default_application()
+    except Exception as exc:  # the project's own asgi.py failed: its traceback is not ours to hide
+        return [
+            _error(
+                f"ASGI_APPLICATION {settings.ASGI_APPLICATION!r} could not be loaded: {exc}",
+                "Fix the project's asgi.py, or remove ASGI_APPLICATION to let runtasks --serve build one.",
+                9,
+            )
+        ]
+    if routes_dashboard_socket(application):
+        return []
+    return [
+        _error(
+            f"ASGI_APPLICATION {settings.ASGI_APPLICATION!r} does not route Conductor's dashboard socket.",
+            "In asgi.py: `from conductor.asgi import with_conductor` and "
+            "`application = with_conductor(get_asgi_application())` (docs/install.md).",
+            9,
+        )
+    ]
+
+
+#: Migrations that only Conductor's releases before the app label became "conductor" recorded.
+OLD_LABEL_MIGRATIONS = {"0002_db_use_lease", "0006_runner_degraded"}
+
+
+@register(Tags.database)
+def check_old_database(app_configs=None, databases=None, **kwargs) -> list:
+    """A database made by a checkout from before the label was "conductor" (tables app_task, ...)."""
+    if not databases or "default" not in databases:
+        return []
+    connection = connections["default"]
+    if "django_migrations" not in connection.introspection.table_names():
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM django_migrations WHERE app = %s", ["app"])
+        names = {row[0] for row in cursor.fetchall()}
+    if not names >= OLD_LABEL_MIGRATIONS:
+        return []
+    return [
+        _error(
+            f"The database {connection.settings_dict['NAME']} was made by an older Conductor "
+            "(tables app_task, app_taskrun, ...); this one uses conductor_task, conductor_taskrun, ...",
+            "Start from a new database: delete var/conductor.sqlite3 (or point DATABASE_URL at a new "
+            "database), then run `manage.py migrate` again.",
+            10,
         )
     ]

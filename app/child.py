@@ -19,7 +19,7 @@ class ChildContext:
     """A TaskContext stand-in whose progress reports travel to the parent on stdout."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
-        from app.context import TaskContext
+        from .context import TaskContext
 
         task = SimpleNamespace(pk=spec["task"], task_id=spec["task_id"], name=spec["name"])
         self._context = TaskContext(task, run_id=None)
@@ -29,7 +29,7 @@ class ChildContext:
         return getattr(self._context, name)
 
     def report_progress(self, fraction: float, message: str = "") -> None:
-        from app.isolation import PROGRESS_MARK
+        from .isolation import PROGRESS_MARK
 
         self._context.progress = fraction  # validated by the parent's context when relayed
         print(PROGRESS_MARK + json.dumps({"fraction": fraction, "message": str(message)}), flush=True)
@@ -41,9 +41,9 @@ def main(result_path: str) -> int:
     import django
 
     django.setup()
-    from app import registry
-    from app.context import CONTEXT_PARAMETER, accepts_context
-    from app.execution import jsonable
+    from . import registry
+    from .context import CONTEXT_PARAMETER, accepts_context
+    from .execution import jsonable
 
     try:
         func = registry.get(spec["func"])

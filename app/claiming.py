@@ -21,8 +21,8 @@ from typing import Any
 from django.db import connections, transaction
 from django.utils import timezone
 
-from app.rows import Rows
-from app.status import RunStatus, TaskStatus
+from .rows import Rows
+from .status import RunStatus, TaskStatus
 
 ORDER = ("-priority", "next_run", "id")
 #: TaskRun columns filled from the claimed task row (the rest take their model defaults).
@@ -48,8 +48,8 @@ class Claimer:
         due_by: datetime | None = None,
         using: str = "default",
     ) -> None:
-        from app.task import Task
-        from app.taskrun import TaskRun
+        from .task import Task
+        from .taskrun import TaskRun
 
         self.runner = runner
         self.queues = list(queues) if queues else None
@@ -151,7 +151,7 @@ class Claimer:
         return {task_id: run_id for run_id, task_id in cursor.fetchall()}
 
     def _claim_db_use(self, now: datetime) -> list[tuple[Any, Any]]:
-        from app.task import Task, _claim
+        from .task import Task, _claim
 
         with transaction.atomic(using=self.using):
             candidates = (

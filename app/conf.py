@@ -1,9 +1,12 @@
-"""Conductor's settings, read from ``settings.CONDUCTOR`` with typed defaults.
+"""Conductor's settings, read from ``settings.CONDUCTOR`` and ``CONDUCTOR_*`` environment variables.
 
-Every key is optional. ``app/checks.py`` rejects bad values at start-up with a hint, so the rest of the
+Every key is optional. A key set in ``settings.CONDUCTOR`` wins; any key it leaves out may come from the
+environment as ``CONDUCTOR_<KEY>`` (TASK_MODULES comma-separated, numbers as numbers), in any project
+that installs Conductor. ``checks.py`` rejects bad values at start-up with a hint, so the rest of the
 code can trust what it reads here.
 """
 
+import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -39,9 +42,37 @@ class ConductorSettings:
 
     @classmethod
     def from_django(cls) -> "ConductorSettings":
-        raw = getattr(django_settings, "CONDUCTOR", {}) or {}
         known = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in raw.items() if key in known})
+        return cls(**{key: value for key, value in raw_settings().items() if key in known})
+
+
+#: Settings that the environment gives as numbers (``CONDUCTOR_THREADS=4``).
+ENV_NUMBERS = ("THREADS", "POLL", "HEARTBEAT", "HEARTBEAT_TIMEOUT", "GRACE", "INTERRUPT_WAIT",
+               "CANCEL_GRACE", "LOG_LIMIT", "EVENT_QUEUE_SIZE")  # fmt: skip
+
+
+def from_environment(environ: os._Environ | dict[str, str] = os.environ) -> dict[str, Any]:
+    """The ``CONDUCTOR_*`` variables as settings; a malformed number stays text so checks.py names it."""
+    found: dict[str, Any] = {}
+    if (modules := environ.get("CONDUCTOR_TASK_MODULES")) is not None:
+        found["TASK_MODULES"] = [m.strip() for m in modules.split(",") if m.strip()]
+    for name in ENV_NUMBERS:
+        if (text := environ.get(f"CONDUCTOR_{name}")) is not None:
+            try:
+                found[name] = float(text) if "." in text else int(text)
+            except ValueError:
+                found[name] = text
+    return found
+
+
+def raw_settings() -> Any:
+    """``settings.CONDUCTOR`` over the environment's values, unchecked (it may not even be a dict)."""
+    configured = getattr(django_settings, "CONDUCTOR", {})
+    if configured is None:
+        configured = {}
+    if not isinstance(configured, dict):
+        return configured
+    return {**from_environment(), **configured}
 
 
 _current: ConductorSettings | None = None

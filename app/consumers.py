@@ -13,10 +13,10 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.exceptions import ValidationError
 
-from app import actions, fanout
-from app.bridge import DASHBOARD_GROUP
-from app.snapshot import build_snapshot, task_state
-from app.task import Task, TaskActionError
+from . import actions, fanout
+from .bridge import DASHBOARD_GROUP
+from .snapshot import build_snapshot, task_state
+from .task import Task, TaskActionError
 
 logger = logging.getLogger("conductor.consumers")
 
@@ -74,7 +74,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         user = self.scope.get("user")
         allowed = bool(user and user.is_authenticated and user.is_staff)
         if allowed:
-            allowed = await database_sync_to_async(user.has_perm)("app.view_task")
+            allowed = await database_sync_to_async(user.has_perm)("conductor.view_task")
         await self.accept()  # accepted first, so that the close code reaches the page
         if not allowed:
             await self.close(code=CLOSE_FORBIDDEN)
@@ -243,10 +243,10 @@ TASK_ACTIONS = {
 }
 
 COMMANDS = {
-    "snapshot": ("app.view_task", DashboardConsumer.cmd_snapshot),
-    "ping": ("app.view_task", DashboardConsumer.cmd_ping),
-    "stack": ("app.view_task", DashboardConsumer.cmd_run_command),
-    "cancel": ("app.change_task", DashboardConsumer.cmd_run_command),
-    "create": ("app.add_task", DashboardConsumer.cmd_create),
-    **{action: ("app.change_task", DashboardConsumer.cmd_task_action) for action in TASK_ACTIONS},
+    "snapshot": ("conductor.view_task", DashboardConsumer.cmd_snapshot),
+    "ping": ("conductor.view_task", DashboardConsumer.cmd_ping),
+    "stack": ("conductor.view_task", DashboardConsumer.cmd_run_command),
+    "cancel": ("conductor.change_task", DashboardConsumer.cmd_run_command),
+    "create": ("conductor.add_task", DashboardConsumer.cmd_create),
+    **{action: ("conductor.change_task", DashboardConsumer.cmd_task_action) for action in TASK_ACTIONS},
 }

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from app import events
+from . import events
 
 #: Least time between two published progress events of one run (the last one is always kept).
 PROGRESS_EVENT_GAP = 0.1

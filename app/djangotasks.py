@@ -27,9 +27,9 @@ from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 from django.utils.json import normalize_json
 
-from app import registry
-from app.execution import RunInterrupted
-from app.status import RunStatus, TaskStatus
+from . import registry
+from .execution import RunInterrupted
+from .status import RunStatus, TaskStatus
 
 #: The keys of a stored call in ``args_in``.
 ARGS, KWARGS, BACKEND = "args", "kwargs", "backend"
@@ -38,9 +38,9 @@ ERROR_CLASS_NOTE = "conductor: exception class "
 _ERROR_CLASS = re.compile(rf"^{re.escape(ERROR_CLASS_NOTE)}(\S+)$", re.MULTILINE)
 #: Runs that ended without the function raising: the exception Conductor raised (or would have).
 RUN_STATUS_EXCEPTIONS = {
-    RunStatus.TIMED_OUT: "app.execution.TimeLimitExceeded",
-    RunStatus.CANCELLED: "app.execution.RunCancelled",
-    RunStatus.INTERRUPTED: "app.execution.RunInterrupted",
+    RunStatus.TIMED_OUT: f"{__package__}.execution.TimeLimitExceeded",
+    RunStatus.CANCELLED: f"{__package__}.execution.RunCancelled",
+    RunStatus.INTERRUPTED: f"{__package__}.execution.RunInterrupted",
 }
 FAILED_RUNS = (RunStatus.FAILED, *RUN_STATUS_EXCEPTIONS)
 TASK_STATUSES = {

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from app import conf
+from . import conf
 
 logger = logging.getLogger("conductor.events")
 

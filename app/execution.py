@@ -8,11 +8,11 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from app import capture, events, registry
-from app.context import CONTEXT_PARAMETER, TaskContext, accepts_context
-from app.newthread import ThreadInterrupted, post_mortem
-from app.status import Isolation, RunStatus
-from app.taskrun import Outcome
+from . import capture, events, registry
+from .context import CONTEXT_PARAMETER, TaskContext, accepts_context
+from .newthread import ThreadInterrupted, post_mortem
+from .status import Isolation, RunStatus
+from .taskrun import Outcome
 
 logger = logging.getLogger("conductor.execution")
 
@@ -34,7 +34,7 @@ def execute(task: Any, context: TaskContext | None = None) -> Outcome:
     thread = threading.current_thread()
     context = context or TaskContext(task, run_id=None)
     if task.isolation == Isolation.PROCESS:
-        from app.isolation import execute_in_process
+        from .isolation import execute_in_process
 
         started = time.time()
         try:

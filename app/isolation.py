@@ -23,10 +23,10 @@ from typing import IO, Any
 from django.conf import settings
 from django.db import connection
 
-from app import capture, conf, registry
-from app.context import TaskContext, accepts_context
-from app.status import RunStatus
-from app.taskrun import Outcome
+from . import capture, conf, registry
+from .context import TaskContext, accepts_context
+from .status import RunStatus
+from .taskrun import Outcome
 
 PROGRESS_MARK = "\x1econductor-progress "
 TERMINATE_GRACE = 2.0
@@ -57,7 +57,7 @@ def execute_in_process(task: Any, context: TaskContext, on_chunk: Any) -> Outcom
 
 def _start_child(task: Any, result_path: Path) -> subprocess.Popen:
     child = subprocess.Popen(
-        [sys.executable, "-m", "app.child", str(result_path)],
+        [sys.executable, "-m", f"{__package__}.child", str(result_path)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -26,9 +26,11 @@ class LeaseQuerySet(models.QuerySet):
 
 class Lease(models.Model):
     name = models.CharField(max_length=100, primary_key=True)
-    task = models.ForeignKey("app.Task", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    task = models.ForeignKey(
+        "conductor.Task", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     runner = models.ForeignKey(
-        "app.RunnerProcess", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "conductor.RunnerProcess", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     acquired_at = models.DateTimeField(null=True, blank=True)
 

@@ -13,7 +13,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import autodiscover_modules
 
-from app import conf
+from . import conf
 
 _functions: dict[str, Callable[..., Any]] = {}
 
@@ -53,7 +53,7 @@ def names() -> list[str]:
 
 def signature_errors(path: str, kwargs: dict[str, Any]) -> str | None:
     """Why ``kwargs`` cannot call the function at ``path``, or None when they fit."""
-    from app.context import CONTEXT_PARAMETER, accepts_context
+    from .context import CONTEXT_PARAMETER, accepts_context
 
     func = get(path)
     if accepts_context(func):

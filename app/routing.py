@@ -1,5 +1,10 @@
+"""The dashboard's WebSocket route, for a project's ``URLRouter`` (or ``conductor.asgi.with_conductor``)."""
+
 from django.urls import path
 
-from app.consumers import DashboardConsumer
+from .consumers import DashboardConsumer
 
-websocket_urlpatterns = [path("ws/dashboard/", DashboardConsumer.as_asgi())]
+#: Where pages open the dashboard's socket (the page is told; nothing else hard-codes it).
+SOCKET_PATH = "ws/dashboard/"
+
+websocket_urlpatterns = [path(SOCKET_PATH, DashboardConsumer.as_asgi())]

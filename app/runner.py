@@ -20,19 +20,19 @@ from typing import Any
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
-from app import conf, events
-from app.activerun import ActiveRun
-from app.bridge import RUNNERS_GROUP, ChannelBridge, runner_group
-from app.claiming import Claimer
-from app.context import TaskContext
-from app.execution import RunCancelled, RunInterrupted, TimeLimitExceeded, execute
-from app.runnerprocess import RunnerProcess
-from app.snapshot import run_outcome_state, task_state
-from app.status import Isolation, RunnerState, RunStatus
-from app.task import Task
-from app.taskrun import Outcome, TaskRun
-from app.wakeup import SqliteWatcher, watcher_for_default_database
-from app.workers import Job, WorkerPool
+from . import conf, events
+from .activerun import ActiveRun
+from .bridge import RUNNERS_GROUP, ChannelBridge, runner_group
+from .claiming import Claimer
+from .context import TaskContext
+from .execution import RunCancelled, RunInterrupted, TimeLimitExceeded, execute
+from .runnerprocess import RunnerProcess
+from .snapshot import run_outcome_state, task_state
+from .status import Isolation, RunnerState, RunStatus
+from .task import Task
+from .taskrun import Outcome, TaskRun
+from .wakeup import SqliteWatcher, watcher_for_default_database
+from .workers import Job, WorkerPool
 
 logger = logging.getLogger("conductor.runner")
 #: Longest wait between two tries to reach a database that went away, in seconds.

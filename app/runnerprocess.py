@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.db import models, transaction
 from django.utils import timezone
 
-from app.status import RunnerState, RunStatus, TaskStatus
+from .status import RunnerState, RunStatus, TaskStatus
 
 LIVE_STATES = (RunnerState.RUNNING, RunnerState.STOPPING)
 
@@ -27,9 +27,9 @@ class RunnerQuerySet(models.QuerySet):
         Returns the ids of the runs recorded as interrupted. One transaction, so a crash midway
         leaves everything as it was.
         """
-        from app.lease import Lease
-        from app.task import Task
-        from app.taskrun import TaskRun
+        from .lease import Lease
+        from .task import Task
+        from .taskrun import TaskRun
 
         now = timezone.now()
         with transaction.atomic():

@@ -87,7 +87,7 @@ def next_loop_run(task: Any, now: datetime, started: datetime | None = None) -> 
     or more after its time) is followed one interval after it started, so a catch-up is one run, never
     two. "skip": on at the next period of the original schedule.
     """
-    from app.status import CatchUp
+    from .status import CatchUp
 
     scheduled = task.period_start or task.next_run or now
     started = started or scheduled  # unknown: taken as on time

@@ -42,7 +42,9 @@ def start_server(host: str, port: int) -> asyncio.AbstractEventLoop:
     from daphne.server import Server  # installs Twisted's asyncio reactor: import it first
     from twisted.internet import reactor
 
-    from server.asgi import application
+    from .asgi import project_application
+
+    application = project_application()
 
     outcome: dict[str, str] = {}
     settled = threading.Event()
@@ -69,8 +71,19 @@ def start_server(host: str, port: int) -> asyncio.AbstractEventLoop:
         reason = outcome.get("error", f"no answer within {LISTEN_TIMEOUT} s")
         raise ServeError(f"could not listen on {host}:{port}: {reason}")
     runner_in_process = True
-    logger.info("Dashboard at http://%s:%d/dashboard/", host if ":" not in host else f"[{host}]", port)
+    logger.info("Dashboard at %s", dashboard_url(host, port))
     return reactor._asyncioEventloop
+
+
+def dashboard_url(host: str, port: int) -> str:
+    """Where the project's URLconf puts the dashboard (``include("conductor.urls")``) on this address."""
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        path = reverse("conductor:dashboard")
+    except NoReverseMatch:
+        path = "/ (the project's URLconf does not include conductor.urls)"
+    return f"http://{host if ':' not in host else f'[{host}]'}:{port}{path}"
 
 
 #: Longest a stopping server waits for its pages to be sent what is queued for them.

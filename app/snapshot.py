@@ -9,9 +9,9 @@ from typing import Any
 
 from django.utils import timezone
 
-from app import registry
-from app.bridge import layer_reaches_other_processes, shorten
-from app.context import CONTEXT_PARAMETER
+from . import registry
+from .bridge import layer_reaches_other_processes, shorten
+from .context import CONTEXT_PARAMETER
 
 RECENT_RUNS = 50
 MOST_TASKS = 500
@@ -130,7 +130,7 @@ def function_info(path: str) -> dict[str, Any]:
 
 def live_status() -> dict[str, Any]:
     """Whether runner events can reach this web process at all, and if not, what to do."""
-    from app import serve
+    from . import serve
 
     if serve.runner_in_process or layer_reaches_other_processes():
         return {"ok": True, "reason": ""}
@@ -144,9 +144,9 @@ def live_status() -> dict[str, Any]:
 
 def build_snapshot(user: Any) -> dict[str, Any]:
     """Everything a dashboard shows, read from the database (the source of truth)."""
-    from app.runnerprocess import RunnerProcess
-    from app.task import Task
-    from app.taskrun import TaskRun
+    from .runnerprocess import RunnerProcess
+    from .task import Task
+    from .taskrun import TaskRun
 
     now = timezone.now()
     runners = list(RunnerProcess.objects.order_by("-heartbeat_at")[:RECENT_RUNNERS])
@@ -166,8 +166,8 @@ def build_snapshot(user: Any) -> dict[str, Any]:
         "live": live_status(),
         "user": {
             "name": user.get_username(),
-            "can_change": user.has_perm("app.change_task"),
-            "can_add": user.has_perm("app.add_task"),
+            "can_change": user.has_perm("conductor.change_task"),
+            "can_add": user.has_perm("conductor.add_task"),
         },
         "functions": [function_info(path) for path in registry.names()],
         "runners": [runner_state(r, now) for r in runners],

@@ -16,10 +16,10 @@ from django.db.models import Case, F, Min, Q, When
 from django.db.models.query_utils import DeferredAttribute
 from django.utils import timezone
 
-from app import registry, schedule
-from app.lease import DB_USE, Lease
-from app.status import TASK_STATUS_AFTER_RUN, CatchUp, Isolation, RunStatus, TaskStatus
-from app.wakeup import notify_runners
+from . import registry, schedule
+from .lease import DB_USE, Lease
+from .status import TASK_STATUS_AFTER_RUN, CatchUp, Isolation, RunStatus, TaskStatus
+from .wakeup import notify_runners
 
 #: Longest interval, delay or time limit accepted: 100 years (dates beyond that overflow).
 MAX_SECONDS = 100 * 365.25 * 24 * 3600
@@ -63,7 +63,7 @@ class TaskQuerySet(models.QuerySet):
         Only from ``queues`` if given, and only tasks due by ``due_by`` if given. A runner keeps one
         ``Claimer`` instead, whose SQL is written once.
         """
-        from app.claiming import Claimer
+        from .claiming import Claimer
 
         if self.query.has_filters():
             raise TypeError("claim() takes queues= and due_by=, not a filtered queryset")
@@ -72,7 +72,7 @@ class TaskQuerySet(models.QuerySet):
 
 def _claim(candidates: list[tuple[int, bool, int]], runner: Any, from_status: str | None):
     """Flip the candidates to running for ``runner`` and open a run for each one really claimed."""
-    from app.taskrun import TaskRun
+    from .taskrun import TaskRun
 
     runner_id = runner.pk if runner else None
     fences = {task_id: fence for task_id, db_use, fence in candidates if not db_use}
@@ -200,7 +200,7 @@ class Task(models.Model):
     error = models.TextField(blank=True, default="", help_text="The last failed run's traceback.")
     attempts = models.PositiveIntegerField(default=0, help_text="How many times it was started.")
     runner = models.ForeignKey(
-        "app.RunnerProcess",
+        "conductor.RunnerProcess",
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
@@ -326,8 +326,8 @@ class Task(models.Model):
 
     def run(self) -> Any:
         """Run the function now, in the calling thread, and record the run; returns the TaskRun."""
-        from app.execution import execute
-        from app.taskrun import Outcome
+        from .execution import execute
+        from .taskrun import Outcome
 
         if self.pk is None:
             self.save()

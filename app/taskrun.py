@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 from django.db import connections, models, router, transaction
 from django.utils import timezone
 
-from app.lease import DB_USE, Lease
-from app.rows import Rows, preparer
-from app.status import RunStatus, TaskStatus
+from .lease import DB_USE, Lease
+from .rows import Rows, preparer
+from .status import RunStatus, TaskStatus
 
 
 @dataclass
@@ -48,9 +48,9 @@ class TaskRunQuerySet(models.QuerySet):
 
 
 class TaskRun(models.Model):
-    task = models.ForeignKey("app.Task", on_delete=models.CASCADE, related_name="runs")
+    task = models.ForeignKey("conductor.Task", on_delete=models.CASCADE, related_name="runs")
     runner = models.ForeignKey(
-        "app.RunnerProcess", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+        "conductor.RunnerProcess", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
     )
     fence = models.PositiveBigIntegerField(default=0)
     attempt = models.PositiveIntegerField(default=1)
@@ -146,7 +146,7 @@ class _Statements:
         return cls._built[connection.alias]
 
     def __init__(self, connection: Any) -> None:
-        from app.task import Task
+        from .task import Task
 
         quote = connection.ops.quote_name
         fields = Task._meta.concrete_fields
@@ -280,7 +280,7 @@ class _TaskUpdate:
     """
 
     def __init__(self, connection: Any, table: str, returned: str) -> None:
-        from app.task import Task
+        from .task import Task
 
         if connection.vendor == "postgresql":
             types = [Task._meta.get_field(field).db_type(connection) for _, field in OUTCOME_COLUMNS]

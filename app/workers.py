@@ -19,7 +19,7 @@ from typing import Any
 
 from django.db import close_old_connections
 
-from app.newthread import New_Thread, set_async_exc
+from .newthread import New_Thread, set_async_exc
 
 logger = logging.getLogger("conductor.workers")
 

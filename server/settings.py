@@ -11,6 +11,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from app import sqlite_options
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("CONDUCTOR_VAR_DIR", BASE_DIR / "var"))
 
@@ -47,6 +49,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "app",
+    "server.demo",  # the demo project's task functions and `manage.py loaddemo` (never in the package)
 ]
 
 MIDDLEWARE = [
@@ -76,15 +79,6 @@ TEMPLATES = [
 ]
 WSGI_APPLICATION = None
 ASGI_APPLICATION = "server.asgi.application"
-
-
-def sqlite_options() -> dict:
-    """WAL, a busy timeout and IMMEDIATE transactions: what makes SQLite a sound queue for many writers."""
-    return {
-        "timeout": 30,
-        "transaction_mode": "IMMEDIATE",
-        "init_command": ("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;"),
-    }
 
 
 def database_from_env() -> dict:
@@ -155,27 +149,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": "INFO"},
 }
 
-# Conductor's own settings; app/conf.py documents each one and its default. Any of them can also
-# come from the environment as CONDUCTOR_<NAME> (TASK_MODULES comma-separated; numbers as numbers).
-CONDUCTOR_ENV_NUMBERS = ("THREADS", "POLL", "HEARTBEAT", "HEARTBEAT_TIMEOUT", "GRACE",
-                         "INTERRUPT_WAIT", "CANCEL_GRACE", "LOG_LIMIT", "EVENT_QUEUE_SIZE")  # fmt: skip
-
-
-def conductor_from_env() -> dict:
-    conductor = {
-        "TASK_MODULES": [m for m in os.environ.get("CONDUCTOR_TASK_MODULES", "").split(",") if m],
-    }
-    for name in CONDUCTOR_ENV_NUMBERS:
-        if (text := os.environ.get(f"CONDUCTOR_{name}")) is not None:
-            # A malformed number is kept as text so that checks.py names it with a hint.
-            try:
-                conductor[name] = float(text) if "." in text else int(text)
-            except ValueError:
-                conductor[name] = text
-    return conductor
-
-
-CONDUCTOR = conductor_from_env()
+# Conductor's own settings (app/conf.py documents each one and its default). Any of them can also come
+# from the environment as CONDUCTOR_<NAME>, in any project: this repository sets none here.
+CONDUCTOR: dict = {}
 
 # Django's tasks framework (django.tasks) on Conductor: an @task function's enqueue() saves a Conductor
 # Task that runtasks runs (docs/django-tasks.md). QUEUES [] accepts any queue name; `runtasks --queue`

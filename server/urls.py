@@ -1,11 +1,9 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 
-from app.views import dashboard
-
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="dashboard", permanent=False)),
-    path("dashboard/", dashboard, name="dashboard"),
+    path("", RedirectView.as_view(pattern_name="conductor:dashboard", permanent=False)),
+    path("dashboard/", include("app.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -77,7 +77,7 @@ def make_user(username: str, *, staff: bool = True, perms: tuple[str, ...] = (),
     user = User.objects.create_user(username, password=None, is_staff=staff, is_superuser=superuser)
     if perms:
         user.user_permissions.add(
-            *Permission.objects.filter(content_type__app_label="app", codename__in=perms)
+            *Permission.objects.filter(content_type__app_label="conductor", codename__in=perms)
         )
     return user
 

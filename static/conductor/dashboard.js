@@ -591,7 +591,7 @@ function renderHeader() {
   if (conn.state === "closed") label = conn.code === CLOSE_FORBIDDEN ? "not allowed (4003)" : `closed (${conn.code})`;
   setText(indicator, label);
   setAttr(indicator, "title", conn.state === "closed" && conn.code === CLOSE_FORBIDDEN
-    ? "Your account may not view tasks (it needs staff status and the app.view_task permission)."
+    ? "Your account may not view tasks (it needs staff status and the conductor.view_task permission)."
     : "Live connection to the runner's events");
   const who = state.user.name ? `${state.user.name}${state.user.can_change ? "" : " (read-only)"}` : "";
   setText(byTestId("user-name"), who);

@@ -21,11 +21,11 @@ def test_a_looping_task_created_in_the_admin_runs_on_the_dashboard(
 ):
     dashboard = open_dashboard()  # logs "boss" in; the admin page below shares nothing with it
     admin = make_page()
-    admin.goto(f"{dashboard_server.url}/admin/login/?next=/admin/app/task/add/")
+    admin.goto(f"{dashboard_server.url}/admin/login/?next=/admin/conductor/task/add/")
     admin.fill("#id_username", "boss")
     admin.fill("#id_password", PASSWORD)
     admin.click("input[type=submit]")
-    admin.wait_for_url("**/admin/app/task/add/")
+    admin.wait_for_url("**/admin/conductor/task/add/")
 
     admin.fill("#id_name", "heartbeat check")
     admin.select_option("#id_func", "tests.functions.add")

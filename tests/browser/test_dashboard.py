@@ -114,7 +114,7 @@ def test_tasks_appear_and_change_state_live_and_can_be_run_again(open_dashboard,
 def test_stack_panel_shows_the_stack_and_live_log_and_cancels_the_run(open_dashboard):
     page = open_dashboard()
     task = Task.objects.create(
-        name="slow printer", func="app.tasks.slow_job", args_in={"seconds": 60, "steps": 240}
+        name="slow printer", func="server.demo.tasks.slow_job", args_in={"seconds": 60, "steps": 240}
     )
     thread = thread_row(page, "slow printer")
     expect(thread).to_have_count(1)

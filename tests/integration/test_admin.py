@@ -29,10 +29,10 @@ from tests import functions
 
 pytestmark = pytest.mark.django_db
 
-TASKS = reverse("admin:app_task_changelist")
-TASK_ADD = reverse("admin:app_task_add")
-RUNS = reverse("admin:app_taskrun_changelist")
-RUNNERS = reverse("admin:app_runnerprocess_changelist")
+TASKS = reverse("admin:conductor_task_changelist")
+TASK_ADD = reverse("admin:conductor_task_add")
+RUNS = reverse("admin:conductor_taskrun_changelist")
+RUNNERS = reverse("admin:conductor_runnerprocess_changelist")
 ADD = "tests.functions.add"
 
 
@@ -70,7 +70,7 @@ def make_run(task: Task, status: str = RunStatus.FINISHED, ago: float = 60, **fi
 
 
 def change_url(obj) -> str:
-    return reverse(f"admin:app_{obj._meta.model_name}_change", args=[obj.pk])
+    return reverse(f"admin:conductor_{obj._meta.model_name}_change", args=[obj.pk])
 
 
 def shown_pks(response) -> set[int]:
@@ -97,7 +97,7 @@ def only_message(response) -> tuple[str, str]:
 
 def staff_user(django_user_model, username: str, *codenames: str):
     user = django_user_model.objects.create_user(username, password="x", is_staff=True)
-    perms = Permission.objects.filter(content_type__app_label="app", codename__in=codenames)
+    perms = Permission.objects.filter(content_type__app_label="conductor", codename__in=codenames)
     assert perms.count() == len(codenames), codenames
     user.user_permissions.add(*perms)
     return user
@@ -320,7 +320,7 @@ def test_add_form_offers_the_registered_functions_with_signature_and_docstring(a
     form = response.context["adminform"].form
     values = [value for value, _ in form.fields["func"].choices]
     assert values == ["", *registry.names()]
-    assert {ADD, "tests.functions.stamp", "app.tasks.noop"} <= set(values)
+    assert {ADD, "tests.functions.stamp", "server.demo.tasks.noop"} <= set(values)
     html = response.content.decode()
     for path in registry.names():
         assert f'<option value="{path}">' in html, path
@@ -475,7 +475,7 @@ def test_change_form_has_no_run_in_and_shows_recent_runs(admin_client):
     assert 'name="run_in"' not in html
     assert 'name="next_run_0"' in html  # the next run can be moved on an existing task
     assert "recent runs" in html.lower()
-    links = re.findall(r'<a href="/admin/app/taskrun/(\d+)/change/">', html)
+    links = re.findall(r'<a href="/admin/conductor/taskrun/(\d+)/change/">', html)
     assert links == [str(new.pk), str(old.pk)]  # newest first, only this task's runs
     assert str(other.pk) not in links
     assert "2.250 s" in html
@@ -488,7 +488,7 @@ def test_change_form_shows_at_most_twenty_recent_runs(admin_client):
 
     html = admin_client.get(change_url(task)).content.decode()
 
-    links = re.findall(r'<a href="/admin/app/taskrun/(\d+)/change/">', html)
+    links = re.findall(r'<a href="/admin/conductor/taskrun/(\d+)/change/">', html)
     assert links == [str(r.pk) for r in reversed(runs[-20:])]
 
 
@@ -867,10 +867,13 @@ def test_run_page_is_read_only(admin_client):
 
 
 def test_run_add_page_is_refused(admin_client):
-    assert admin_client.get(reverse("admin:app_taskrun_add")).status_code == 403
-    assert admin_client.post(reverse("admin:app_taskrun_add"), {"task": 1}).status_code == 403
-    assert 'href="/admin/app/taskrun/add/"' not in admin_client.get(RUNS).content.decode()
-    assert 'href="/admin/app/taskrun/add/"' not in admin_client.get(reverse("admin:index")).content.decode()
+    assert admin_client.get(reverse("admin:conductor_taskrun_add")).status_code == 403
+    assert admin_client.post(reverse("admin:conductor_taskrun_add"), {"task": 1}).status_code == 403
+    assert 'href="/admin/conductor/taskrun/add/"' not in admin_client.get(RUNS).content.decode()
+    assert (
+        'href="/admin/conductor/taskrun/add/"'
+        not in admin_client.get(reverse("admin:index")).content.decode()
+    )
 
 
 def test_run_change_post_is_refused(admin_client):
@@ -888,8 +891,8 @@ def test_runs_and_runners_cannot_be_deleted_from_the_admin(admin_client):
     task = make_task(name="busy")
     run = make_running(task, runner)
 
-    run_delete = reverse("admin:app_taskrun_delete", args=[run.pk])
-    runner_delete = reverse("admin:app_runnerprocess_delete", args=[runner.pk])
+    run_delete = reverse("admin:conductor_taskrun_delete", args=[run.pk])
+    runner_delete = reverse("admin:conductor_runnerprocess_delete", args=[runner.pk])
     assert admin_client.get(run_delete).status_code == 403
     assert admin_client.post(run_delete, {"post": "yes"}).status_code == 403
     assert admin_client.post(runner_delete, {"post": "yes"}).status_code == 403
@@ -958,7 +961,7 @@ def test_runner_pages_are_read_only(admin_client):
     assert page.status_code == 200
     assert 'name="_save"' not in page.content.decode()
     assert admin_client.post(change_url(runner), {"busy": 0, "state": "dead"}).status_code == 403
-    assert admin_client.get(reverse("admin:app_runnerprocess_add")).status_code == 403
+    assert admin_client.get(reverse("admin:conductor_runnerprocess_add")).status_code == 403
     runner.refresh_from_db()
     assert (runner.busy, runner.state) == (2, RunnerState.RUNNING)
 
@@ -1027,7 +1030,7 @@ def test_admin_index_summary_when_nothing_is_up(admin_client):
         TASK_ADD,
         RUNS,
         RUNNERS,
-        reverse("admin:app_lease_changelist"),
+        reverse("admin:conductor_lease_changelist"),
         pytest.param(
             reverse("admin:password_change"),
             id="password_change",
@@ -1051,7 +1054,7 @@ def test_object_pages_link_to_the_dashboard(admin_client):
 
 
 def test_the_dashboard_links_back_to_the_admin(admin_client):
-    response = admin_client.get(reverse("dashboard"))
+    response = admin_client.get(reverse("conductor:dashboard"))
 
     assert response.status_code == 200
     assert 'href="/admin/"' in response.content.decode()
@@ -1126,7 +1129,7 @@ def test_view_only_staff_cannot_add_or_change_tasks(viewer_client):
     data = add_data(name="renamed", task_id=task.task_id)
     data.pop("run_in")
     assert viewer_client.post(change_url(task), data).status_code == 403
-    delete = reverse("admin:app_task_delete", args=[task.pk])
+    delete = reverse("admin:conductor_task_delete", args=[task.pk])
     assert viewer_client.post(delete, {"post": "yes"}).status_code == 403
     task.refresh_from_db()
     assert task.name == "original"
@@ -1248,9 +1251,9 @@ def test_lease_pages_are_read_only(admin_client):
     Lease.objects.acquire(DB_USE, task.pk, None)
     lease = Lease.objects.get(name=DB_USE)
 
-    assert admin_client.get(reverse("admin:app_lease_changelist")).status_code == 200
-    assert admin_client.get(reverse("admin:app_lease_add")).status_code == 403
-    url = reverse("admin:app_lease_change", args=[lease.pk])
+    assert admin_client.get(reverse("admin:conductor_lease_changelist")).status_code == 200
+    assert admin_client.get(reverse("admin:conductor_lease_add")).status_code == 403
+    url = reverse("admin:conductor_lease_change", args=[lease.pk])
     assert admin_client.post(url, {"task": "", "runner": ""}).status_code == 403
     lease.refresh_from_db()
     assert lease.task_id == task.pk

@@ -178,7 +178,7 @@ async def test_staff_gets_a_snapshot_that_matches_the_database():
         "doc": "",
     }
     assert functions_by_path["tests.functions.stamp"]["doc"].startswith("The wall-clock time")
-    assert "app.tasks.slow_job" in functions_by_path
+    assert "server.demo.tasks.slow_job" in functions_by_path
     assert [f["path"] for f in snapshot["functions"]] == sorted(functions_by_path)
 
     live, dead = world["live"], world["dead"]
@@ -506,7 +506,7 @@ async def test_each_command_checks_its_permission(command):
         else:
             content["task"] = task.pk
         error = await ask(page, **content)
-        permission = "app.add_task" if command == "create" else "app.change_task"
+        permission = "conductor.add_task" if command == "create" else "conductor.change_task"
         assert error["type"] == "error"
         assert error["id"] == command
         assert error["error"] == f"You need the {permission} permission for {command}."

@@ -11,10 +11,9 @@ import warnings
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.test import override_settings
 
-from app import isolation
+from app import conf, isolation
 from app.status import RunStatus, TaskStatus
 from app.task import Task
 from app.taskrun import TaskRun
@@ -199,7 +198,7 @@ def test_progress_reported_in_a_child_is_kept_on_the_run(how, start_runner):
 
 
 def test_a_function_outside_task_modules_runs_in_the_child_as_it_was_registered():
-    assert "tests.scheduling_functions" not in settings.CONDUCTOR["TASK_MODULES"]
+    assert "tests.scheduling_functions" not in conf.get().TASK_MODULES
     task = make_task(scheduling_functions.whoami)
     run = task.run()
     assert run.status == RunStatus.FINISHED, run.error

@@ -184,7 +184,7 @@ async def test_stack_shows_what_a_running_task_is_doing(tmp_path):
 
 
 async def test_printed_text_arrives_live_as_run_log_events():
-    task = await db(saved)("app.tasks.slow_job", args_in={"seconds": 0.9, "steps": 3})
+    task = await db(saved)("server.demo.tasks.slow_job", args_in={"seconds": 0.9, "steps": 3})
     async with dashboard(await db(viewer)()) as page, live_runner():
         stream = Stream(page)
         await stream.event("run.log", task=task.pk)

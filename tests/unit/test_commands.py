@@ -100,9 +100,9 @@ def test_loaddemo_creates_the_demo_tasks():
     assert demo.count() == 6
     assert set(demo.values_list("task_id", flat=True)) == DEMO_IDS
     assert all(task.status == TaskStatus.WAITING for task in demo)
-    assert "poll news feed: app.tasks.poll_feed every 10 s" in output
-    assert "runaway computation: app.tasks.busy_loop once, in 1 s (kill_time 3 s)" in output
-    assert "nightly report (db_use): app.tasks.slow_job once, in 0 s (db_use)" in output
+    assert "poll news feed: server.demo.tasks.poll_feed every 10 s" in output
+    assert "runaway computation: server.demo.tasks.busy_loop once, in 1 s (kill_time 3 s)" in output
+    assert "nightly report (db_use): server.demo.tasks.slow_job once, in 0 s (db_use)" in output
     assert len(output.strip().splitlines()) == 6
 
 

@@ -34,7 +34,7 @@ def test_runtasks_poll_defaults_to_the_setting() -> None:
 
 
 def test_app_keeps_its_own_config_beside_the_daphne_one() -> None:
-    assert type(apps.get_app_config("app")) is ConductorConfig
+    assert type(apps.get_app_config("conductor")) is ConductorConfig
     assert type(apps.get_app_config("daphne")) is DaphneCommandsConfig
     # Daphne's ASGI runserver (WebSockets) wins over staticfiles' WSGI one.
     assert get_commands()["runserver"] == "daphne"

@@ -46,7 +46,7 @@ def test_test_functions_are_registered_through_task_modules():
 
 
 def test_installed_apps_tasks_modules_are_autodiscovered():
-    assert "app.tasks.noop" in registry.names()
+    assert "server.demo.tasks.noop" in registry.names()
 
 
 def test_names_are_sorted():

@@ -79,9 +79,9 @@ def test_a_batch_is_one_update_of_its_tasks_and_one_per_kind_of_run_without_read
     pattern = r'(?:(\d+) times: )?(?:WITH o \(.*?\) AS \(VALUES (.*)\) )?(\w+) "(\w+)"'
     shapes = [re.match(pattern, statement).groups() for statement in sql]
     assert [(times, verb, table) for times, _, verb, table in shapes] == [
-        (None, "UPDATE", "app_task"),
-        ("3", "UPDATE", "app_taskrun"),  # accepted
-        ("1", "UPDATE", "app_taskrun"),  # refused
+        (None, "UPDATE", "conductor_task"),
+        ("3", "UPDATE", "conductor_taskrun"),  # accepted
+        ("1", "UPDATE", "conductor_taskrun"),  # refused
     ]
     assert shapes[0][1].count("), (") == 3  # one row of outcomes per run
 
@@ -95,7 +95,7 @@ def test_a_large_batch_is_recorded_a_statement_per_chunk(monkeypatch):
         accepted = TaskRun.finish_many([(run, outcome(output=n)) for n, run in enumerate(runs)])
 
     assert accepted == [True, True, False, True, True]
-    assert sum('UPDATE "app_task" SET' in query["sql"] for query in queries) == 3
+    assert sum('UPDATE "conductor_task" SET' in query["sql"] for query in queries) == 3
     assert [run.task.output for run in runs] == [0, 1, None, 3, 4]
 
 

@@ -6,8 +6,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from app.status import RunStatus
-from app.taskrun import TaskRun
+from ...status import RunStatus
+from ...taskrun import TaskRun
 
 #: Rows deleted per transaction, so a large prune never holds SQLite's write lock for long.
 CHUNK = 1000

@@ -6,9 +6,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from app import conf, serve
-from app.bridge import ChannelBridge, layer_reaches_other_processes
-from app.runner import Runner, RunnerOptions
+from ... import conf, serve
+from ...bridge import ChannelBridge, layer_reaches_other_processes
+from ...runner import Runner, RunnerOptions
 
 logger = logging.getLogger("conductor.runner")
 DEFAULT_ADDRESS = "127.0.0.1:8000"

@@ -4,7 +4,7 @@ import logging
 import random
 import time
 
-from app.registry import register
+from app import register
 
 logger = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from app import tasks
 from app.task import Task
+from server.demo import tasks
 
 DEMO_TASKS = [
     {"task_id": "demo-feed", "name": "poll news feed", "func": tasks.poll_feed, "loop": True,
