@@ -5,8 +5,10 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1
 PG_URL ?= postgres://postgres@127.0.0.1:5432/conductor
 REDIS_URL ?= redis://127.0.0.1:6379/0
 ADDR ?= 127.0.0.1:8000
-# The browser tests drive Debian's Chromium through Playwright (no browser download).
-CHROMIUM := /usr/bin/chromium
+# Debian packages the tests use: Chromium (driven by Playwright, no browser download), libfaketime
+# (runners with skewed clocks), tmux (a real terminal for use_pdb) and Node.js (the dashboard's modules).
+DEBIAN_TOOLS := /usr/bin/chromium /usr/bin/faketime /usr/bin/tmux /usr/bin/node
+DEBIAN_PACKAGES := chromium faketime tmux nodejs
 # make bench measures peer task runners too, installed into a virtualenv of their own (never Conductor's).
 BENCH_VENV := .bench-venv
 BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell cat bench/requirements-peers.txt | cksum | cut -d' ' -f1)
@@ -33,11 +35,11 @@ run: venv
 	@echo "    (Ctrl-C once to finish running tasks, twice to stop at once)"
 	@DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py runtasks --serve $(ADDR)
 
-$(CHROMIUM):
-	@echo "==> Installing Debian's chromium for the browser tests (needs root)"
-	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+$(DEBIAN_TOOLS):
+	@echo "==> Installing the Debian packages the tests use: $(DEBIAN_PACKAGES) (needs root)"
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(DEBIAN_PACKAGES)
 
-test: venv $(CHROMIUM)
+test: venv $(DEBIAN_TOOLS)
 	@$(PY) -m ruff check .
 	@$(PY) -m ruff format --check .
 	@$(PY) manage.py check --fail-level WARNING

@@ -1,4 +1,8 @@
 from django.apps import AppConfig
+from django.conf import settings
+
+#: The embedded default when a project configures no channel layer: runner and pages in one process.
+IN_MEMORY_LAYER = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 
 class ConductorConfig(AppConfig):
@@ -16,6 +20,9 @@ class ConductorConfig(AppConfig):
         )
 
         registry.autodiscover()
+        if not getattr(settings, "CHANNEL_LAYERS", None):
+            # Channels has no layer without this setting, and a project fresh from startproject has none.
+            settings.CHANNEL_LAYERS = IN_MEMORY_LAYER
 
 
 class DaphneCommandsConfig(AppConfig):

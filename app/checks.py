@@ -1,6 +1,8 @@
 """System checks: every bad Conductor setting is reported with what to change."""
 
+import importlib.util
 import math
+import os
 from dataclasses import fields
 
 from django.conf import settings
@@ -143,19 +145,31 @@ def check_project_wiring(app_configs=None, **kwargs) -> list:
 
 def _check_channel_layer() -> list:
     backend = str(getattr(settings, "CHANNEL_LAYERS", {}).get("default", {}).get("BACKEND", ""))
-    if not backend.startswith("channels_redis."):
+    if _channels_redis_installed():
         return []
-    try:
-        import channels_redis  # noqa: F401
-    except ImportError:
+    install = "pip install 'django-conductor[redis]' (or channels-redis)"
+    if backend.startswith("channels_redis."):
         return [
             _error(
                 f"CHANNEL_LAYERS uses {backend}, but channels-redis is not installed.",
-                "pip install 'django-conductor[redis]' (or channels-redis), or use the in-memory layer.",
+                f"{install}, or use the in-memory layer on one machine.",
                 8,
             )
         ]
+    if os.environ.get("REDIS_URL"):
+        return [
+            Warning(
+                "REDIS_URL is set, but channels-redis is not installed: runners and web servers in "
+                "different processes cannot share live state.",
+                hint=f"{install} and set CHANNEL_LAYERS to channels_redis.core.RedisChannelLayer.",
+                id="conductor.W002",
+            )
+        ]
     return []
+
+
+def _channels_redis_installed() -> bool:
+    return importlib.util.find_spec("channels_redis") is not None
 
 
 def _check_asgi_routes() -> list:
@@ -206,12 +220,14 @@ def check_old_database(app_configs=None, databases=None, **kwargs) -> list:
         names = {row[0] for row in cursor.fetchall()}
     if not names >= OLD_LABEL_MIGRATIONS:
         return []
+    name = connection.settings_dict["NAME"]
+    fresh = f"delete {name}" if connection.vendor == "sqlite" else f"drop or rename the database {name}"
     return [
         _error(
-            f"The database {connection.settings_dict['NAME']} was made by an older Conductor "
-            "(tables app_task, app_taskrun, ...); this one uses conductor_task, conductor_taskrun, ...",
-            "Start from a new database: delete var/conductor.sqlite3 (or point DATABASE_URL at a new "
-            "database), then run `manage.py migrate` again.",
+            f"The database {name} was made by an older Conductor (tables app_task, app_taskrun, ...); "
+            "this one uses conductor_task, conductor_taskrun, ...",
+            f"Start from a new database: {fresh} (or point the settings, e.g. DATABASE_URL, at a new "
+            "one), then run `manage.py migrate` again.",
             10,
         )
     ]
