@@ -8,8 +8,15 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.db import connection, connections
 from django.test import override_settings
+from django.utils import timezone
 
-from app.checks import check_settings, check_sqlite_wal
+from app import checks
+from app.checks import check_old_database, check_project_wiring, check_settings, check_sqlite_wal
+
+
+async def PLAIN_DJANGO(scope, receive, send):
+    raise AssertionError("never called: the checks only look at how applications are wired")
+
 
 BAD_SETTINGS = [
     # (id, CONDUCTOR, check id, fragment of the message)
@@ -208,3 +215,92 @@ def test_other_databases_are_not_checked_for_sqlite_options(database_config):
     database_config({}, engine="django.db.backends.postgresql")
 
     assert check_sqlite_wal() == []
+
+
+# A project's wiring (conductor.E007-E010, W002): what docs/install.md asks a project to add ----------
+
+
+def wiring_ids() -> set[str]:
+    return {message.id for message in check_project_wiring()}
+
+
+def test_a_project_without_channels_is_told_to_add_it(settings):
+    settings.INSTALLED_APPS = [app for app in settings.INSTALLED_APPS if app != "channels"]
+
+    [error] = [m for m in check_project_wiring() if m.id == "conductor.E007"]
+    assert 'Add "channels" to INSTALLED_APPS' in error.hint
+
+
+def test_a_redis_layer_without_channels_redis_names_the_extra(settings, monkeypatch):
+    monkeypatch.setattr(checks, "_channels_redis_installed", lambda: False)
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
+
+    [error] = [m for m in check_project_wiring() if m.id == "conductor.E008"]
+    assert "django-conductor[redis]" in error.hint
+
+
+def test_redis_url_without_channels_redis_is_a_warning(settings, monkeypatch):
+    monkeypatch.setattr(checks, "_channels_redis_installed", lambda: False)
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+    [warning] = [m for m in check_project_wiring() if m.id == "conductor.W002"]
+    assert isinstance(warning, Warning)
+
+
+def test_this_projects_asgi_application_routes_the_dashboard_socket():
+    assert wiring_ids() == set()
+
+
+def test_an_asgi_application_without_the_dashboard_socket_is_an_error(settings):
+    settings.ASGI_APPLICATION = "tests.unit.test_checks.PLAIN_DJANGO"
+
+    [error] = [m for m in check_project_wiring() if m.id == "conductor.E009"]
+    assert "with_conductor" in error.hint
+
+
+def test_an_asgi_application_that_cannot_be_imported_is_named(settings):
+    settings.ASGI_APPLICATION = "tests.unit.no_such_module.application"
+
+    [error] = [m for m in check_project_wiring() if m.id == "conductor.E009"]
+    assert "could not be loaded" in error.msg
+
+
+def test_the_walk_finds_the_consumer_behind_middleware_and_routers():
+    from channels.auth import AuthMiddlewareStack
+    from channels.routing import ProtocolTypeRouter, URLRouter
+    from django.urls import path
+
+    from app.asgi import routes_dashboard_socket, websocket_application
+    from app.routing import websocket_urlpatterns
+
+    own = URLRouter([path("ws/chat/", PLAIN_DJANGO), *websocket_urlpatterns])
+    assert routes_dashboard_socket(ProtocolTypeRouter({"websocket": AuthMiddlewareStack(own)}))
+    assert routes_dashboard_socket(websocket_application())
+    assert not routes_dashboard_socket(ProtocolTypeRouter({"http": PLAIN_DJANGO}))
+
+
+@pytest.mark.django_db
+def test_a_database_of_an_older_conductor_is_named_with_the_way_out():
+    with connection.cursor() as cursor:
+        for name in ("0001_initial", *checks.OLD_LABEL_MIGRATIONS):
+            cursor.execute(
+                "INSERT INTO django_migrations (app, name, applied) VALUES (%s, %s, %s)",
+                ["app", name, timezone.now()],
+            )
+
+    [error] = check_old_database(databases=["default"])
+
+    assert error.id == "conductor.E010"
+    assert "Start from a new database" in error.hint
+
+
+@pytest.mark.django_db
+def test_a_users_own_app_labelled_app_is_not_taken_for_an_old_conductor():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO django_migrations (app, name, applied) VALUES (%s, %s, %s)",
+            ["app", "0001_initial", timezone.now()],
+        )
+
+    assert check_old_database(databases=["default"]) == []

@@ -222,3 +222,24 @@ def test_autodiscover_of_a_missing_module_in_an_existing_package_gives_a_hint(pr
 def test_autodiscover_leaves_a_malformed_task_modules_setting_to_the_checks():
     with override_settings(CONDUCTOR={"TASK_MODULES": "tests.functions"}):
         registry.autodiscover()  # no error here: checks.py reports conductor.E004
+
+
+def test_conductor_settings_come_from_the_environment_where_settings_leave_them_out(monkeypatch):
+    from app import conf
+
+    monkeypatch.setenv("CONDUCTOR_THREADS", "3")
+    monkeypatch.setenv("CONDUCTOR_POLL", "0.5")
+    monkeypatch.setenv("CONDUCTOR_TASK_MODULES", "a.jobs, b.jobs")
+    with override_settings(CONDUCTOR={"THREADS": 5}):
+        current = conf.get()
+        assert (current.THREADS, current.POLL, current.TASK_MODULES) == (5, 0.5, ["a.jobs", "b.jobs"])
+
+
+def test_a_malformed_number_in_the_environment_is_reported_by_the_checks(monkeypatch):
+    from app.checks import check_settings
+
+    monkeypatch.setenv("CONDUCTOR_THREADS", "eight")
+    with override_settings(CONDUCTOR={}):
+        [error] = check_settings()
+    assert error.id == "conductor.E003"
+    assert "'eight'" in error.msg
