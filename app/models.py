@@ -1,8 +1,9 @@
 """Django finds the models here; each lives in a module of its own."""
 
+from .initialpassword import InitialPassword
 from .lease import Lease
 from .runnerprocess import RunnerProcess
 from .task import Task
 from .taskrun import TaskRun
 
-__all__ = ["Lease", "RunnerProcess", "Task", "TaskRun"]
+__all__ = ["InitialPassword", "Lease", "RunnerProcess", "Task", "TaskRun"]

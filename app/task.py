@@ -216,6 +216,12 @@ class Task(models.Model):
     objects = TaskQuerySet.as_manager()
 
     class Meta:
+        permissions = [
+            # Beyond add/change: conn sends every run's output and traceback to a socket, and use_pdb
+            # opens a debugger on the runner's terminal.
+            ("can_set_conn", "Can choose where a task's results are sent (conn)"),
+            ("can_use_pdb", "Can make a task open a debugger on the runner's terminal (use_pdb)"),
+        ]
         indexes = [
             models.Index(fields=["status", "next_run"], name="task_status_next_run"),
             models.Index(fields=["queue", "status", "next_run"], name="task_queue_due"),
