@@ -39,6 +39,10 @@ class ConductorSettings:
     LOG_LIMIT: int = 65536
     #: Most live-state events waiting to be published; beyond it events are dropped and counted.
     EVENT_QUEUE_SIZE: int = 10000
+    #: A bearer token that may read /metrics (``Authorization: Bearer <token>``); empty: none.
+    METRICS_TOKEN: str = ""
+    #: Client addresses (REMOTE_ADDR) that may read /metrics without a token; empty: none.
+    METRICS_ALLOWED_IPS: list[str] = field(default_factory=list)
 
     @classmethod
     def from_django(cls) -> "ConductorSettings":
@@ -62,6 +66,10 @@ def from_environment(environ: os._Environ | dict[str, str] = os.environ) -> dict
                 found[name] = float(text) if "." in text else int(text)
             except ValueError:
                 found[name] = text
+    if (token := environ.get("CONDUCTOR_METRICS_TOKEN")) is not None:
+        found["METRICS_TOKEN"] = token
+    if (addresses := environ.get("CONDUCTOR_METRICS_ALLOWED_IPS")) is not None:
+        found["METRICS_ALLOWED_IPS"] = [a.strip() for a in addresses.split(",") if a.strip()]
     return found
 
 

@@ -1,0 +1,76 @@
+"""``/health``: whether this process can do its job, for load balancers and Kubernetes probes.
+
+Healthy when the database answers, when this process hosts a runner (``runtasks --serve``) that runner's
+heartbeat is fresh, and when a channel layer that crosses processes is configured it answers too.
+"""
+
+import asyncio
+import os
+import socket
+from typing import Any
+
+from django.db import connection
+from django.utils import timezone
+
+from . import conf, serve
+from .runnerprocess import RunnerProcess
+
+#: Seconds the channel layer gets to answer a probe.
+LAYER_TIMEOUT = 2.0
+HEALTH_GROUP = "conductor.health"
+
+
+def check_health() -> dict[str, Any]:
+    """{"healthy": bool, "checks": {name: {"ok": bool, "detail": str}}}; every check is run."""
+    checks = {"database": _database()}
+    if serve.runner_in_process:
+        checks["runner"] = _runner() if checks["database"]["ok"] else _failed("the database is unreachable")
+    if (layer := _crossing_layer()) is not None:
+        checks["channel_layer"] = _layer(layer)
+    return {"healthy": all(check["ok"] for check in checks.values()), "checks": checks}
+
+
+def _ok(detail: str) -> dict[str, Any]:
+    return {"ok": True, "detail": detail}
+
+
+def _failed(detail: str) -> dict[str, Any]:
+    return {"ok": False, "detail": detail}
+
+
+def _database() -> dict[str, Any]:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:  # any driver error means the same thing here: not reachable
+        return _failed(f"{type(exc).__name__}: {exc}")
+    return _ok(connection.vendor)
+
+
+def _runner() -> dict[str, Any]:
+    timeout = conf.get().HEARTBEAT_TIMEOUT
+    mine = RunnerProcess.objects.live().filter(host=socket.gethostname(), pid=os.getpid()).first()
+    if mine is None:
+        return _failed("this process serves a runner that has not signed in")
+    age = (timezone.now() - mine.heartbeat_at).total_seconds()
+    if age > timeout or mine.degraded:
+        return _failed(mine.degraded or f"last heartbeat {age:.1f} s ago (timeout {timeout:g} s)")
+    return _ok(f"{mine.worker_id}: heartbeat {age:.1f} s ago")
+
+
+def _crossing_layer() -> Any:
+    from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+    layer = get_channel_layer()
+    return None if layer is None or isinstance(layer, InMemoryChannelLayer) else layer
+
+
+def _layer(layer: Any) -> dict[str, Any]:
+    # A send to a group nobody joins: it reaches the server without touching any page's receive state.
+    probe = layer.group_send(HEALTH_GROUP, {"type": "health.probe"})
+    try:
+        asyncio.run(asyncio.wait_for(probe, LAYER_TIMEOUT))
+    except Exception as exc:
+        return _failed(f"{type(exc).__name__}: {exc or 'no answer'}")
+    return _ok(type(layer).__name__)

@@ -1,0 +1,109 @@
+"""``/metrics``: Conductor's state in Prometheus' text format, read from the database at each scrape.
+
+Every number is an aggregate computed by the database (GROUP BY with filtered counts), never runs loaded
+into Python. Runs are counted over the table as it is (``prunetaskruns`` makes the counters drop, which
+Prometheus reads as a counter reset). Event-queue drops are this process's own.
+"""
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
+from django.utils import timezone
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from . import conf, events
+from .runnerprocess import RunnerProcess
+from .status import TaskStatus
+from .task import Task
+from .taskrun import TaskRun
+
+#: Upper bounds (seconds) of the run-duration and claim-latency histograms' buckets.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
+
+
+class ConductorCollector(Collector):
+    def collect(self) -> Iterator[Any]:
+        yield runs_by_status_and_queue()
+        yield run_durations_by_function()
+        yield claim_latency()
+        yield queue_depth()
+        yield runners_alive()
+        yield event_queue_drops()
+
+
+def runs_by_status_and_queue() -> CounterMetricFamily:
+    family = CounterMetricFamily(
+        "conductor_runs", "Runs recorded, by status and queue.", labels=["status", "queue"]
+    )
+    rows = TaskRun.objects.values("status", "task__queue").annotate(n=Count("id")).order_by()
+    for row in rows:
+        family.add_metric([row["status"], row["task__queue"]], row["n"])
+    return family
+
+
+def _histogram(name: str, documentation: str, label: str, rows: list[dict]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, documentation, labels=[label] if label else [])
+    for row in rows:
+        buckets = [(_bound(bound), row[f"le_{i}"]) for i, bound in enumerate(BUCKETS)]
+        buckets.append(("+Inf", row["count"]))
+        family.add_metric([row[label]] if label else [], buckets, sum_value=row["total"] or 0.0)
+    return family
+
+
+def _bound(bound: float) -> str:
+    return repr(float(bound))
+
+
+def run_durations_by_function() -> HistogramMetricFamily:
+    finished = TaskRun.objects.filter(duration__isnull=False)
+    counts = {f"le_{i}": Count("id", filter=Q(duration__lte=bound)) for i, bound in enumerate(BUCKETS)}
+    rows = finished.values("task__func").annotate(count=Count("id"), total=Sum("duration"), **counts)
+    return _histogram(
+        "conductor_run_duration_seconds", "How long finished runs took, by function.", "task__func",
+        list(rows.order_by()),
+    )  # fmt: skip
+
+
+def claim_latency() -> HistogramMetricFamily:
+    """From the time a run was due (``scheduled_for``) to its start: how long due work waited."""
+    late = ExpressionWrapper(F("started_at") - F("scheduled_for"), output_field=DurationField())
+    runs = TaskRun.objects.filter(scheduled_for__isnull=False).annotate(late=late)
+    counts = {f"le_{i}": Count("id", filter=Q(late__lte=timedelta(seconds=b))) for i, b in enumerate(BUCKETS)}
+    row = runs.aggregate(count=Count("id"), waited=Sum("late"), **counts)
+    row["total"] = row["waited"].total_seconds() if row["waited"] else 0.0
+    return _histogram("conductor_claim_latency_seconds", "From due to started, per run.", "", [row])
+
+
+def queue_depth() -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        "conductor_queue_depth",
+        "Tasks by queue: due now, waiting (due or not), running.",
+        labels=["queue", "state"],
+    )
+    now = timezone.now()
+    rows = Task.objects.values("queue").annotate(
+        due=Count("id", filter=Q(status=TaskStatus.WAITING, paused=False, next_run__lte=now)),
+        waiting=Count("id", filter=Q(status=TaskStatus.WAITING)),
+        running=Count("id", filter=Q(status=TaskStatus.RUNNING)),
+    )
+    for row in rows.order_by():
+        for state in ("due", "waiting", "running"):
+            family.add_metric([row["queue"], state], row[state])
+    return family
+
+
+def runners_alive() -> GaugeMetricFamily:
+    fresh = timezone.now() - timedelta(seconds=conf.get().HEARTBEAT_TIMEOUT)
+    alive = RunnerProcess.objects.live().filter(heartbeat_at__gte=fresh).count()
+    return GaugeMetricFamily("conductor_runners_alive", "Runners whose heartbeat is fresh.", value=alive)
+
+
+def event_queue_drops() -> CounterMetricFamily:
+    return CounterMetricFamily(
+        "conductor_event_queue_drops",
+        "Live-state events this process dropped because its queue was full.",
+        value=events.publisher.dropped,
+    )

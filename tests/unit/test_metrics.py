@@ -1,0 +1,116 @@
+"""Tests for app.metrics and /metrics: Prometheus' parser reads it, and its numbers are the database's."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.runnerprocess import RunnerProcess
+from app.status import RunStatus, TaskStatus
+from app.task import Task
+from app.taskrun import TaskRun
+from tests import functions
+
+pytestmark = pytest.mark.django_db
+METRICS = "/metrics"
+
+
+def make_run(task: Task, status: str, duration: float, late: float = 0.0) -> TaskRun:
+    started = timezone.now()
+    return TaskRun.objects.create(
+        task=task, status=status, duration=duration, started_at=started,
+        scheduled_for=started - timedelta(seconds=late), finished_at=started + timedelta(seconds=duration),
+    )  # fmt: skip
+
+
+@pytest.fixture
+def history() -> dict[str, Task]:
+    adds = Task(name="adds", func=functions.add, args_in={"a": 1}, queue="maths", run_in=3600)
+    fails = Task(name="fails", func=functions.fail, run_in=0)
+    adds.save()
+    fails.save()
+    for duration in (0.003, 0.2, 0.2, 7.0):
+        make_run(adds, RunStatus.FINISHED, duration, late=0.02)
+    make_run(fails, RunStatus.FAILED, 0.04, late=1.5)
+    make_run(fails, RunStatus.TIMED_OUT, 31.0)
+    Task.objects.filter(pk=fails.pk).update(next_run=timezone.now() - timedelta(seconds=5))
+    RunnerProcess.objects.create(worker_id="alive", host="h", pid=1)
+    RunnerProcess.objects.create(
+        worker_id="silent", host="h", pid=2, heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
+    return {"adds": adds, "fails": fails}
+
+
+def scrape(client, settings, **conductor) -> dict:
+    settings.CONDUCTOR = {"METRICS_ALLOWED_IPS": ["127.0.0.1"], **conductor}
+    response = client.get(METRICS)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain; version=")
+    return {family.name: family for family in text_string_to_metric_families(response.content.decode())}
+
+
+def samples(family, suffix: str = "") -> dict[tuple, float]:
+    return {
+        tuple(sorted(sample.labels.items())): sample.value
+        for sample in family.samples
+        if sample.name == family.name + suffix
+    }
+
+
+def test_metrics_are_off_unless_a_token_or_an_address_allows_them(client, settings):
+    settings.CONDUCTOR = {}
+    assert client.get(METRICS).status_code == 404
+    settings.CONDUCTOR = {"METRICS_TOKEN": "s3cret-token", "METRICS_ALLOWED_IPS": ["10.9.9.9"]}
+    assert client.get(METRICS).status_code == 404
+    assert client.get(METRICS, headers={"Authorization": "Bearer wrong"}).status_code == 404
+    assert client.get(METRICS, headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+
+
+def test_runs_are_counted_by_status_and_queue_as_the_database_has_them(client, settings, history):
+    runs = samples(scrape(client, settings)["conductor_runs"], "_total")
+    expected = {}
+    for status, queue in TaskRun.objects.values_list("status", "task__queue"):
+        key = (("queue", queue), ("status", status))
+        expected[key] = expected.get(key, 0) + 1
+    assert runs == expected
+    assert runs[(("queue", "maths"), ("status", "finished"))] == 4
+
+
+def test_durations_are_a_histogram_per_function(client, settings, history):
+    family = scrape(client, settings)["conductor_run_duration_seconds"]
+    add = "tests.functions.add"
+    buckets = {
+        dict(key)["le"]: value
+        for key, value in samples(family, "_bucket").items()
+        if dict(key)["task__func"] == add
+    }
+    assert (buckets["0.005"], buckets["0.25"], buckets["5.0"], buckets["10.0"], buckets["+Inf"]) == (
+        1,
+        3,
+        3,
+        4,
+        4,
+    )
+    assert samples(family, "_count")[(("task__func", add),)] == 4
+    assert samples(family, "_sum")[(("task__func", add),)] == pytest.approx(7.403)
+
+
+def test_claim_latency_is_how_long_due_runs_waited(client, settings, history):
+    family = scrape(client, settings)["conductor_claim_latency_seconds"]
+    buckets = {dict(key)["le"]: value for key, value in samples(family, "_bucket").items()}
+    assert (buckets["0.025"], buckets["1.0"], buckets["2.5"], buckets["+Inf"]) == (5, 5, 6, 6)
+    assert samples(family, "_sum")[()] == pytest.approx(4 * 0.02 + 1.5, abs=1e-3)
+
+
+def test_queue_depth_and_runners_alive_match_the_database(client, settings, history):
+    families = scrape(client, settings)
+    depth = samples(families["conductor_queue_depth"])
+    assert depth[(("queue", "default"), ("state", "due"))] == 1
+    assert depth[(("queue", "maths"), ("state", "due"))] == 0
+    assert (
+        depth[(("queue", "maths"), ("state", "waiting"))]
+        == Task.objects.filter(queue="maths", status=TaskStatus.WAITING).count()
+    )
+    assert samples(families["conductor_runners_alive"])[()] == 1
+    assert samples(families["conductor_event_queue_drops"], "_total")[()] >= 0
