@@ -3,8 +3,12 @@
 import logging
 import random
 import time
+import uuid
+
+from django.utils import timezone
 
 from app import register
+from app.context import TaskContext
 
 logger = logging.getLogger(__name__)
 
@@ -54,3 +58,40 @@ def busy_loop(seconds: float = 60.0) -> int:
     while time.monotonic() < deadline:
         rounds += 1
     return rounds
+
+
+@register
+def import_batch(context: TaskContext, rows: int = 120, seconds: float = 50.0) -> int:
+    """Imports rows for most of a minute, printing and reporting progress: the live stack, log and bar."""
+    for row in range(1, rows + 1):
+        if context.wait(seconds / rows):  # a cancel or a stopping runner ends it early, politely
+            logger.info("Import stopped after %d of %d rows", row - 1, rows)
+            return row - 1
+        if row % 10 == 0:
+            print(f"imported {row} of {rows} rows")
+        context.report_progress(row / rows, f"{row} of {rows} rows")
+    return rows
+
+
+@register
+def enqueue_burst(count: int = 200) -> int:
+    """Saves a burst of short one-off tasks at once, so the charts and live rows have something to show."""
+    from app.status import TaskStatus
+    from app.task import Task
+
+    # The demo runs for days: the previous bursts' finished items go, and their runs with them.
+    Task.objects.filter(task_id__startswith="demo-burst-", status=TaskStatus.FINISHED).delete()
+    tasks = [Task(name=f"burst item {n}", func=noop, task_id=f"demo-burst-{uuid.uuid4().hex[:12]}")
+             for n in range(count)]  # fmt: skip
+    for task in tasks:
+        task.next_run = timezone.now()
+    Task.objects.bulk_create(tasks)
+    return count
+
+
+@register
+def stuck_in_c(seconds: float = 20.0) -> str:
+    """Blocks in C (``time.sleep``) past its kill_time: a thread cannot be interrupted there, so the
+    dashboard shows it overrunning until the call returns (use ``isolation="process"`` to kill it)."""
+    time.sleep(seconds)
+    return f"slept {seconds} s in C"

@@ -83,7 +83,8 @@ def test_parsers_name_the_option_they_are_given(parse, text, message):
 
 # --- loaddemo ------------------------------------------------------------------------------------
 
-DEMO_IDS = {"demo-feed", "demo-slow", "demo-fail", "demo-db", "demo-report", "demo-overrun"}
+DEMO_IDS = {"demo-feed", "demo-slow", "demo-fail", "demo-db", "demo-report", "demo-runaway", "demo-stuck",
+            "demo-import", "demo-burst"}  # fmt: skip
 
 
 def load_demo() -> str:
@@ -97,13 +98,15 @@ def test_loaddemo_creates_the_demo_tasks():
     output = load_demo()
 
     demo = Task.objects.filter(task_id__startswith="demo-")
-    assert demo.count() == 6
+    assert demo.count() == 9
     assert set(demo.values_list("task_id", flat=True)) == DEMO_IDS
     assert all(task.status == TaskStatus.WAITING for task in demo)
     assert "poll news feed: server.demo.tasks.poll_feed every 10 s" in output
     assert "runaway computation: server.demo.tasks.busy_loop once, in 1 s (kill_time 3 s)" in output
     assert "nightly report (db_use): server.demo.tasks.slow_job once, in 0 s (db_use)" in output
-    assert len(output.strip().splitlines()) == 6
+    assert "stuck in C (overruns): server.demo.tasks.stuck_in_c every 60 s (kill_time 3 s)" in output
+    assert "nightly import (progress): server.demo.tasks.import_batch every 60 s" in output
+    assert len(output.strip().splitlines()) == 9
 
 
 @pytest.mark.django_db
@@ -114,9 +117,9 @@ def test_loaddemo_twice_leaves_one_set_of_demo_tasks():
     load_demo()
 
     demo = Task.objects.filter(task_id__startswith="demo-")
-    assert demo.count() == 6
+    assert demo.count() == 9
     assert set(demo.values_list("task_id", flat=True)) == DEMO_IDS
-    assert Task.objects.count() == 6
+    assert Task.objects.count() == len(DEMO_IDS)
     assert not first & set(Task.objects.values_list("pk", flat=True))  # replaced, not kept
 
 
@@ -132,4 +135,4 @@ def test_loaddemo_replaces_demo_runs_and_keeps_other_tasks():
 
     assert Task.objects.filter(task_id="mine").exists()
     assert list(TaskRun.objects.values_list("task__task_id", flat=True)) == ["mine"]
-    assert Task.objects.count() == 7
+    assert Task.objects.count() == len(DEMO_IDS) + 1

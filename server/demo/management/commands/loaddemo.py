@@ -17,8 +17,14 @@ DEMO_TASKS = [
      "interval": 15, "db_use": True},
     {"task_id": "demo-report", "name": "nightly report (db_use)", "func": tasks.slow_job,
      "db_use": True, "args_in": {"seconds": 4, "steps": 2}},
-    {"task_id": "demo-overrun", "name": "runaway computation", "func": tasks.busy_loop,
+    {"task_id": "demo-runaway", "name": "runaway computation", "func": tasks.busy_loop,
      "kill_time": 3, "args_in": {"seconds": 60}, "run_in": 1},
+    {"task_id": "demo-stuck", "name": "stuck in C (overruns)", "func": tasks.stuck_in_c, "loop": True,
+     "interval": 60, "kill_time": 3, "args_in": {"seconds": 12}, "run_in": 5},
+    {"task_id": "demo-import", "name": "nightly import (progress)", "func": tasks.import_batch,
+     "loop": True, "interval": 60, "args_in": {"rows": 120, "seconds": 50}},
+    {"task_id": "demo-burst", "name": "burst of 200 short tasks", "func": tasks.enqueue_burst,
+     "loop": True, "interval": 30, "args_in": {"count": 200}, "run_in": 10},
 ]  # fmt: skip
 
 
@@ -26,7 +32,7 @@ class Command(BaseCommand):
     help = "Create the demo tasks (replacing earlier demo tasks and their runs)."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        Task.objects.filter(task_id__startswith="demo-").delete()
+        Task.objects.filter(task_id__startswith="demo-").delete()  # the bursts' items too
         for spec in DEMO_TASKS:
             task = Task(**spec)
             task.save()
