@@ -16,7 +16,7 @@ def run_worker(transactional_db: None) -> Callable[..., int]:
     """Run what is due now and return, as ``db_worker --batch`` does: ``runtasks --once`` in this process."""
 
     def run(**options: Any) -> int:
-        options = {"poll": 0.2, "worker_id": WORKER_ID, **options}
-        return Runner(RunnerOptions(once=True, **options)).run()
+        options = {"once": True, "poll": 0.2, "worker_id": WORKER_ID, **options}
+        return Runner(RunnerOptions(**options)).run()
 
     return run
