@@ -49,7 +49,7 @@ test: venv $(DEBIAN_TOOLS)
 	@echo "==> Tests on SQLite (the embedded default)"
 	@$(PY) -m pytest -n 2 --dist loadgroup
 	@echo "==> The unit, integration and acceptance tests again on PostgreSQL and Redis"
-	@DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) -m pytest -n 2 --dist loadgroup tests/unit tests/integration tests/acceptance
+	@DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) -m pytest -n 2 --dist loadgroup tests/unit tests/integration tests/acceptance tests/conformance
 
 lint: venv
 	@$(PY) -m ruff check --fix .

@@ -42,6 +42,14 @@ OPTION_NAMES = ("kill_time", "db_use", "loop", "interval", "cron", "timezone", "
 QUEUE_MAX_LENGTH = Task._meta.get_field("queue").max_length
 
 
+class UnknownTaskOption(InvalidTask, TypeError):
+    """An ``@task(...)`` keyword the Conductor backend does not know.
+
+    InvalidTask, as Conductor documents, and TypeError, as Django's contract for a task class says
+    (an unexpected keyword argument).
+    """
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConductorTask(DjangoTask):
     """Django's Task with Conductor's options; ``@task(kill_time=30, db_use=True)`` sets them.
@@ -63,10 +71,10 @@ class ConductorTask(DjangoTask):
     isolation: str | None = None
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "ConductorTask":
-        # Django's @task passes its extra keyword arguments here: a typo gets InvalidTask, not a TypeError.
+        # Django's @task passes its extra keyword arguments here: a typo is told the valid options.
         unknown = sorted(set(kwargs) - {field.name for field in fields(cls)})
         if unknown:
-            raise InvalidTask(
+            raise UnknownTaskOption(
                 f"Unknown @task option {', '.join(map(repr, unknown))} for the Conductor backend; its "
                 f"options are: {', '.join(OPTION_NAMES)}."
             )

@@ -11,6 +11,7 @@ arguments, a Django ``TaskContext`` first when ``takes_context``, coroutines, JS
 """
 
 import asyncio
+import builtins
 import inspect
 import re
 import traceback
@@ -33,9 +34,13 @@ from .status import RunStatus, TaskStatus
 
 #: The keys of a stored call in ``args_in``.
 ARGS, KWARGS, BACKEND = "args", "kwargs", "backend"
-#: Added to an exception raised by a Django task, so its class survives in the recorded traceback.
-ERROR_CLASS_NOTE = "conductor: exception class "
-_ERROR_CLASS = re.compile(rf"^{re.escape(ERROR_CLASS_NOTE)}(\S+)$", re.MULTILINE)
+#: The lines that start a traceback as Python prints it, each with the margin of the lines that follow:
+#: the frames (indented further), then the exception's own line at that margin.
+TRACEBACK_HEADERS = {
+    "Traceback (most recent call last):": "",
+    "  + Exception Group Traceback (most recent call last):": "  | ",
+}
+_EXCEPTION_NAME = re.compile(r"([A-Za-z_][\w.]*)(?::|$)")
 #: Runs that ended without the function raising: the exception Conductor raised (or would have).
 RUN_STATUS_EXCEPTIONS = {
     RunStatus.TIMED_OUT: f"{__package__}.execution.TimeLimitExceeded",
@@ -140,7 +145,6 @@ def run(path: str, args: list, kwargs: dict, alias: str | None, context: Any) ->
     except RunInterrupted:
         raise  # the runner stops and gives the task back (READY): this try has not finished
     except BaseException as exc:
-        exc.add_note(ERROR_CLASS_NOTE + class_path(type(exc)))
         _fail(result, class_path(type(exc)), traceback.format_exc())
         task_finished.send(sender=type(backend), task_result=result)  # in the handler: exc_info is set
         raise
@@ -234,6 +238,36 @@ def _priority(priority: int) -> int:
 
 
 def _error(run: Any) -> TaskError:
-    noted = _ERROR_CLASS.findall(run.error)
-    path = noted[-1] if noted else RUN_STATUS_EXCEPTIONS.get(run.status, "builtins.Exception")
+    # Conductor's own interrupts first: their text may quote a traceback of something else.
+    path = RUN_STATUS_EXCEPTIONS.get(run.status) or raised_class_path(run.error) or "builtins.Exception"
     return TaskError(exception_class_path=path, traceback=run.error)
+
+
+def raised_class_path(text: str) -> str | None:
+    """The dotted path of the exception a traceback as Python formats it ends with, or None if none.
+
+    The runner stores only the traceback's text, so this is where a failed run's class comes from. It is
+    the first line at the margin after the last traceback's frames (those are indented further); lines
+    after it (a message's further lines, notes, sub-exceptions) cannot be mistaken for it.
+    """
+    lines = text.splitlines()
+    starts = [number for number, line in enumerate(lines) if line in TRACEBACK_HEADERS]
+    if not starts:
+        return None
+    margin = TRACEBACK_HEADERS[lines[starts[-1]]]
+    for line in lines[starts[-1] + 1 :]:
+        if not line.startswith(margin):
+            return None
+        named = line[len(margin) :]
+        if named[:1].strip():
+            found = _EXCEPTION_NAME.match(named)
+            return _class_path_of_name(found.group(1)) if found else None
+    return None
+
+
+def _class_path_of_name(name: str) -> str | None:
+    if "." in name:
+        return name
+    # Python leaves out the module of builtins (and of __main__, which no task function lives in).
+    builtin = getattr(builtins, name, None)
+    return f"builtins.{name}" if isinstance(builtin, type) and issubclass(builtin, BaseException) else None

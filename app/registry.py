@@ -41,10 +41,22 @@ def get(path: str) -> Callable[..., Any]:
     try:
         return _functions[path]
     except KeyError:
-        raise UnknownFunction(
-            f"{path!r} is not a registered task function. Decorate it with @app.registry.register in "
-            "an installed app's tasks.py or a module listed in CONDUCTOR['TASK_MODULES']."
-        ) from None
+        raise UnknownFunction(_unknown_message(path)) from None
+
+
+def _unknown_message(path: str) -> str:
+    """Why ``path`` cannot run here and how to fix it, for Django @task and plain functions alike.
+
+    Whoever asks (a runner, a child process, the admin) cannot tell which kind the path was meant to be:
+    it was never imported here. The fix that applies to both comes first.
+    """
+    return (
+        f"{path!r} is not a registered task function in this process. Runners import the tasks.py of "
+        "every installed app and the modules listed in CONDUCTOR['TASK_MODULES'] (or the "
+        "CONDUCTOR_TASK_MODULES environment variable): put the function's module there. A Django @task "
+        f"function is registered by its decorator; a plain function needs @register "
+        f"(from {__package__} import register)."
+    )
 
 
 def names() -> list[str]:

@@ -14,6 +14,7 @@ import pytest
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 
+from app import djangotasks, registry
 from tests import django_task_functions as tasks
 from tests.acceptance.conftest import RuntasksProcess
 from tests.conftest import wait_until
@@ -127,3 +128,19 @@ def test_the_task_of_a_killed_runner_is_run_again_by_another(start_runtasks):
     assert "recovered by survivor" in lost.traceback
     survivor.terminate()
     assert survivor.wait() == 0
+
+
+def test_a_runner_that_never_imported_the_task_fails_it_saying_how_to_make_it_import_it(start_runtasks):
+    result = tasks.echo.enqueue("unseen")  # tests.django_task_functions is not among its task modules
+    runner = start(start_runtasks, "forgetful", CONDUCTOR_TASK_MODULES="tests.functions")
+    wait_until(lambda: all_finished(result), timeout=STARTUP)
+    assert result.status == TaskResultStatus.FAILED
+    [error] = result.errors
+    assert error.exception_class is registry.UnknownFunction
+    message = error.traceback.splitlines()[-1]
+    assert message.startswith(f"{djangotasks.class_path(registry.UnknownFunction)}: ")
+    assert "'tests.django_task_functions.echo' is not a registered task function" in message
+    assert "CONDUCTOR['TASK_MODULES']" in message
+    assert "Django @task function is registered by its decorator" in message
+    runner.terminate()
+    assert runner.wait() == 0

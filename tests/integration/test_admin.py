@@ -543,7 +543,7 @@ def test_change_form_of_a_task_whose_function_is_gone_says_so_on_func(admin_clie
     errors = response.context["adminform"].form.errors
     assert list(errors) == ["func"]
     assert "'tests.functions.removed_since' is not a registered task function" in errors["func"][0]
-    assert "Decorate it with @app.registry.register" in errors["func"][0]
+    assert "(from app import register)" in errors["func"][0]
 
 
 # --- task actions ----------------------------------------------------------------------------------

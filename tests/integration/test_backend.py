@@ -98,6 +98,13 @@ def test_run_after_must_be_aware_and_functions_must_be_module_level():
         task(local)
 
 
+def test_an_unknown_option_is_both_invalid_task_and_the_type_error_django_expects():
+    with pytest.raises(TypeError) as raised:
+        task(unknown_param=123)(plain)
+    assert isinstance(raised.value, InvalidTask)
+    assert "Unknown @task option 'unknown_param'" in str(raised.value)
+
+
 def registered_twice(x: int) -> int:
     return x
 
@@ -239,7 +246,8 @@ def test_the_runner_runs_django_tasks_and_results_come_from_its_records(start_ru
         exploded.return_value  # noqa: B018
     [error] = exploded.errors
     assert error.exception_class is tasks.Boom
-    assert "raise Boom(message)\ntests.django_task_functions.Boom: bad input" in error.traceback
+    # Exactly as Python formats it: the exception's own line ends it.
+    assert error.traceback.endswith("raise Boom(message)\ntests.django_task_functions.Boom: bad input\n")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -59,7 +59,7 @@ def test_get_of_an_unknown_path_says_how_to_register():
 
     message = str(caught.value)
     assert "'os.system' is not a registered task function" in message
-    assert "@app.registry.register" in message
+    assert "(from app import register)" in message
     assert "TASK_MODULES" in message
 
 

@@ -171,7 +171,7 @@ INVALID = [
         "unregistered-func",
         {"func": "os.system"},
         "func",
-        ["'os.system' is not a registered task function", "@app.registry.register"],
+        ["'os.system' is not a registered task function", "(from app import register)"],
     ),
     (
         "args-in-list",
