@@ -18,7 +18,6 @@ from .bridge import DASHBOARD_GROUP, RUNNERS_GROUP, runner_group
 from .snapshot import task_state
 from .task import Task, TaskActionError
 from .taskrun import TaskRun
-from .wakeup import notify_runners
 
 logger = logging.getLogger("conductor.actions")
 
@@ -109,8 +108,7 @@ def announce(task_pk: int, wake: bool = False) -> None:
     event = {"type": events.TASK_CHANGED, "at": time.time(), "task": task.pk, "task_id": task.task_id,
              "name": task.name, "state": task_state(task)}  # fmt: skip
     _group_send(DASHBOARD_GROUP, {"type": "conductor.events", "events": [event]})
-    if wake:
-        notify_runners()
+    if wake:  # on PostgreSQL the update itself woke the runners (a trigger); this reaches the others
         _group_send(RUNNERS_GROUP, {"type": "runner.command", "command": "wake"})
 
 

@@ -19,7 +19,6 @@ from django.utils import timezone
 from . import registry, schedule
 from .lease import DB_USE, Lease
 from .status import TASK_STATUS_AFTER_RUN, CatchUp, Isolation, RunStatus, TaskStatus
-from .wakeup import notify_runners
 
 #: Longest interval, delay or time limit accepted: 100 years (dates beyond that overflow).
 MAX_SECONDS = 100 * 365.25 * 24 * 3600
@@ -244,8 +243,7 @@ class Task(models.Model):
         self.loop = self.loop or bool(self.cron)  # a calendar repeats
         if self.next_run is None:  # a new task, or one whose next run was cleared
             self.next_run = schedule.first_run(self, timezone.now())
-        super().save(*args, **kwargs)
-        notify_runners()
+        super().save(*args, **kwargs)  # on PostgreSQL a trigger wakes the runners (migration 0002)
 
     def clean(self) -> None:
         errors = {

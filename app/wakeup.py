@@ -193,13 +193,6 @@ class PostgresWatcher:
                     self.wake()
 
 
-def notify_runners() -> None:
-    """Wake every runner listening on PostgreSQL (delivered when the transaction commits)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(f"NOTIFY {CHANNEL}")
-
-
 def watcher_for_default_database(
     wake: Callable[[], None], wanted: Callable[[], bool] = _always
 ) -> SqliteWatcher | PostgresWatcher | None:
