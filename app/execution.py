@@ -10,9 +10,11 @@ from typing import Any
 
 from app import capture, events, registry
 from app.context import CONTEXT_PARAMETER, TaskContext, accepts_context
-from app.newthread import ThreadInterrupted, post_mortem
+from app.newthread import ThreadInterrupted
 from app.status import Isolation, RunStatus
 from app.taskrun import Outcome
+
+from .debugging import post_mortem
 
 logger = logging.getLogger("conductor.execution")
 

@@ -34,6 +34,8 @@ from app.taskrun import Outcome, TaskRun
 from app.wakeup import SqliteWatcher, watcher_for_default_database
 from app.workers import Job, WorkerPool
 
+from .debugging import is_debugging
+
 logger = logging.getLogger("conductor.runner")
 #: Longest wait between two tries to reach a database that went away, in seconds.
 DATABASE_RETRY_MAX = 30.0
@@ -441,12 +443,21 @@ class Runner:
                 self._interrupt(active, RunCancelled, now)
             if active.interrupted_at is None:
                 if active.deadline is not None and now >= active.deadline:
-                    self._interrupt(active, TimeLimitExceeded, now)
+                    self._on_kill_time(active, now)
             elif not active.overrunning and now >= active.interrupted_at + self.settings.INTERRUPT_WAIT:
                 self._report_overrun(active)
         grace_over = self._stop_deadline is not None and now >= self._stop_deadline
         if grace_over and self._grace_interrupt_at is None:
             self._interrupt_all(RunInterrupted, now)
+
+    def _on_kill_time(self, active: ActiveRun, now: float) -> None:
+        if not is_debugging(active.thread.ident):
+            self._interrupt(active, TimeLimitExceeded, now)
+            return
+        # Its function has already failed; kill_time limits the function, not the person at its debugger.
+        active.deadline = None
+        logger.info("Task %s (run %s) is at its debugger past kill_time=%s s: kill_time lifted for this run",
+                    active.task.name, active.run.pk, active.task.kill_time)  # fmt: skip
 
     def _interrupt(self, active: ActiveRun, exc_type: type[BaseException], now: float) -> None:
         active.interrupted_at = now
