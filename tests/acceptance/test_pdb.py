@@ -10,11 +10,14 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
-from app.status import RunStatus
+from app.runnerprocess import RunnerProcess
+from app.status import RunnerState, RunStatus
 from app.task import Task
 from app.taskrun import TaskRun
 from tests.acceptance.conftest import REPO_ROOT, runner_env
@@ -32,6 +35,8 @@ STARTUP = 30.0
 LOCATION = re.compile(r"^> \S*tests/functions\.py\(\d+\)fail\(\)$", re.MULTILINE)
 PROMPT = "(Pdb) "
 #: The one line a run's log keeps of a session.
+#: Short heartbeats, so that a session outlasts the time after which a silent runner is presumed dead.
+HEARTBEATS = {"CONDUCTOR_HEARTBEAT": "0.5", "CONDUCTOR_HEARTBEAT_TIMEOUT": "1.5"}
 SESSION_NOTE = "[conductor] use_pdb: debugging session on the runner's terminal"
 EXITED = re.compile(r"^runtasks exited with status (\d+)$", re.MULTILINE)
 
@@ -47,6 +52,7 @@ class Pane:
         # The server starts with this environment, and its pane's shell inherits it.
         self._tmux("new-session", "-d", "-x", "220", "-y", "50", command, env=env)
         self._tmux("set-option", "-g", "remain-on-exit", "on")  # read the pane after the shell exits
+        self.socket_path = Path(self._tmux("display-message", "-p", "#{socket_path}").strip())
 
     def _tmux(self, *args: str, env: dict[str, str] | None = None) -> str:
         result = subprocess.run(["tmux", "-L", self.socket, "-f", "/dev/null", *args], env=env,
@@ -86,6 +92,7 @@ class Pane:
 
     def kill(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10)
+        self.socket_path.unlink(missing_ok=True)  # tmux leaves it behind when killed
 
 
 @pytest.fixture
@@ -93,8 +100,8 @@ def start_in_tmux(transactional_db: None) -> Iterator:
     """Start ``runtasks *args`` in a fresh tmux; the tmux server (and the runner) killed at teardown."""
     panes: list[Pane] = []
 
-    def start(*args: str) -> Pane:
-        pane = Pane(["--poll", "0.5", *args], runner_env())
+    def start(*args: str, env: dict[str, str] | None = None) -> Pane:
+        pane = Pane(["--poll", "0.5", *args], runner_env(**(env or {})))
         panes.append(pane)
         return pane
 
@@ -179,6 +186,30 @@ def test_kill_time_is_lifted_while_a_person_debugs(start_in_tmux):
     run = finished_run(task)
     assert run.status == RunStatus.FAILED
     assert run.error.rstrip().endswith("ValueError: still-here")
+    assert pane.exit_status() == 0
+
+
+def test_the_runner_heartbeats_and_runs_other_tasks_while_a_session_is_open(start_in_tmux):
+    failing("pdb-open", "left-open")
+    pane = start_in_tmux("--worker-id", "pdb-runner", env=HEARTBEATS)
+    pane.wait_for(PROMPT, timeout=STARTUP)
+    opened = timezone.now()
+
+    other = Task(name="meanwhile", func="tests.functions.add", args_in={"a": 2, "b": 3})
+    other.save()
+    run = finished_run(other)
+    assert (run.status, run.output) == (RunStatus.FINISHED, 5)
+    past_timeout = opened + timedelta(seconds=2 * float(HEARTBEATS["CONDUCTOR_HEARTBEAT_TIMEOUT"]))
+    runner = wait_until(
+        lambda: RunnerProcess.objects.filter(worker_id="pdb-runner", heartbeat_at__gt=past_timeout).first(),
+        message="a heartbeat two heartbeat timeouts into the session",
+    )
+    assert runner.state == RunnerState.RUNNING
+
+    pane.type("p message")  # still the same session
+    pane.wait_for("'left-open'")
+    pane.type("q")
+    pane.press("C-c")
     assert pane.exit_status() == 0
 
 
