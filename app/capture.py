@@ -135,3 +135,15 @@ def capturing(on_chunk: Callable[[str], None] | None = None) -> Iterator[RunLog]
     finally:
         _buffers.pop(ident, None)
         buffer.flush_live()
+
+
+@contextmanager
+def paused() -> Iterator[None]:
+    """Let the current thread write where it always did for a while (its debugger, at the terminal)."""
+    ident = threading.get_ident()
+    buffer = _buffers.pop(ident, None)
+    try:
+        yield
+    finally:
+        if buffer is not None:
+            _buffers[ident] = buffer

@@ -10,7 +10,8 @@ from typing import Any
 
 from . import capture, events, registry
 from .context import CONTEXT_PARAMETER, TaskContext, accepts_context
-from .newthread import ThreadInterrupted, post_mortem
+from .debugging import post_mortem
+from .newthread import ThreadInterrupted
 from .status import Isolation, RunStatus
 from .taskrun import Outcome
 

@@ -25,6 +25,7 @@ from .activerun import ActiveRun
 from .bridge import RUNNERS_GROUP, ChannelBridge, runner_group
 from .claiming import Claimer
 from .context import TaskContext
+from .debugging import is_debugging
 from .execution import RunCancelled, RunInterrupted, TimeLimitExceeded, execute
 from .runnerprocess import RunnerProcess
 from .snapshot import run_outcome_state, task_state
@@ -441,12 +442,21 @@ class Runner:
                 self._interrupt(active, RunCancelled, now)
             if active.interrupted_at is None:
                 if active.deadline is not None and now >= active.deadline:
-                    self._interrupt(active, TimeLimitExceeded, now)
+                    self._on_kill_time(active, now)
             elif not active.overrunning and now >= active.interrupted_at + self.settings.INTERRUPT_WAIT:
                 self._report_overrun(active)
         grace_over = self._stop_deadline is not None and now >= self._stop_deadline
         if grace_over and self._grace_interrupt_at is None:
             self._interrupt_all(RunInterrupted, now)
+
+    def _on_kill_time(self, active: ActiveRun, now: float) -> None:
+        if not is_debugging(active.thread.ident):
+            self._interrupt(active, TimeLimitExceeded, now)
+            return
+        # Its function has already failed; kill_time limits the function, not the person at its debugger.
+        active.deadline = None
+        logger.info("Task %s (run %s) is at its debugger past kill_time=%s s: kill_time lifted for this run",
+                    active.task.name, active.run.pk, active.task.kill_time)  # fmt: skip
 
     def _interrupt(self, active: ActiveRun, exc_type: type[BaseException], now: float) -> None:
         active.interrupted_at = now

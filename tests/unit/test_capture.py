@@ -196,3 +196,25 @@ def test_capturing_uses_the_log_limit_setting(streams):
     assert "line 00" not in kept
     expected = "".join(f"line {i:02d}\n" for i in range(50))[-100:]
     assert kept == expected
+
+
+def test_paused_lets_the_thread_write_where_it_always_did_then_captures_again(streams):
+    out, _ = streams()
+
+    with capturing() as log:
+        print("before")
+        with capture.paused():
+            print("at the terminal")
+        print("after")
+
+    assert log.getvalue() == "before\nafter\n"
+    assert out.getvalue() == "at the terminal\n"
+
+
+def test_paused_outside_a_capture_changes_nothing(streams):
+    out, _ = streams()
+
+    with capture.paused():
+        print("plain")
+
+    assert out.getvalue() == "plain\n"

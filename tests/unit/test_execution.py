@@ -103,12 +103,13 @@ def test_failed_outcome_has_the_traceback():
 
 
 def test_failing_task_with_use_pdb_does_not_hang_without_a_terminal(monkeypatch):
-    monkeypatch.setattr(sys, "stdin", io.StringIO())  # not a terminal, even under pytest -s
+    monkeypatch.setattr(sys, "__stdin__", io.StringIO())  # not a terminal, even under pytest -s
 
     outcome = execute(task_for(functions.fail, {"message": "no pdb"}, use_pdb=True))
 
     assert outcome.status == RunStatus.FAILED
     assert "ValueError: no pdb" in outcome.error
+    assert outcome.log.count("[conductor] use_pdb skipped: the runner has no terminal") == 1
 
 
 def test_unregistered_function_fails_without_being_called():
