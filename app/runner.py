@@ -492,24 +492,26 @@ class Runner:
             return  # interrupted for shutdown, not for time: shutdown records it
         active.run.status = RunStatus.TIMED_OUT
         self._overruns_unrecorded.append(active)  # recorded with the books, when the database answers
-        logger.warning(
-            "Task %s (run %s) passed kill_time=%s s and is blocked where it cannot be interrupted; "
-            "recorded as timed out, still running, holding its slot until it returns",
-            active.task.name,
-            active.run.pk,
-            active.task.kill_time,
-        )
-        self._publish(
-            events.TASK_OVERRUNNING,
-            **self._describe(active.task, active.run),
-            thread=active.thread.name,
-            elapsed=time.monotonic() - active.started,
-        )
 
     def _record_overruns(self) -> None:
+        """Record overrunning runs as timed out; only then say so (the event promises the record)."""
         while self._overruns_unrecorded:
-            self._overruns_unrecorded[0].run.mark_overrunning()
+            active = self._overruns_unrecorded[0]
+            active.run.mark_overrunning()
             self._overruns_unrecorded.pop(0)
+            logger.warning(
+                "Task %s (run %s) passed kill_time=%s s and is blocked where it cannot be interrupted; "
+                "recorded as timed out, still running, holding its slot until it returns",
+                active.task.name,
+                active.run.pk,
+                active.task.kill_time,
+            )
+            self._publish(
+                events.TASK_OVERRUNNING,
+                **self._describe(active.task, active.run),
+                thread=active.thread.name,
+                elapsed=time.monotonic() - active.started,
+            )
 
     def _heartbeat(self, now: float) -> None:
         self._next_heartbeat = now + self.settings.HEARTBEAT
