@@ -582,6 +582,7 @@ class Runner:
         what is not recorded stays open for another runner to recover, and the process still exits.
         """
         give_up_at = max(self._stop_deadline or 0.0, time.monotonic())
+        self._database.retry_soon(time.monotonic())  # at least one try, however long the current step
         while True:
             self._drain_finished()
             if self._database.ready(time.monotonic()):
