@@ -135,7 +135,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error(request, str(exc), exc.field)
             return
         except DatabaseError as exc:  # the page stays open on what it shows, and asks again later
-            logger.info("Dashboard command refused, the database is unreachable: %s", one_line(str(exc)))
+            # Each open page asks every few seconds: a line per question would flood the log.
+            logger.debug("Dashboard command refused, the database is unreachable: %s", one_line(str(exc)))
             await self.send_error(request, _database_down(exc))
             return
         if reply is not None:
