@@ -12,11 +12,14 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.exceptions import ValidationError
+from django.db import DatabaseError
 
 from . import actions, fanout
 from .bridge import DASHBOARD_GROUP
 from .snapshot import build_snapshot, task_state
 from .task import Task, TaskActionError
+
+from .backoff import one_line
 
 logger = logging.getLogger("conductor.consumers")
 
@@ -126,17 +129,24 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
                 request, f"Unknown type {content.get('type')!r}; known types: {known}.", "type"
             )
             return
-        permission, handler = command
-        if not await database_sync_to_async(self.scope["user"].has_perm)(permission):
-            await self.send_error(request, f"You need the {permission} permission for {content['type']}.")
-            return
         try:
-            reply = await handler(self, content)
+            reply = await self._run_command(command, content)
         except CommandRefused as exc:
             await self.send_error(request, str(exc), exc.field)
             return
+        except DatabaseError as exc:  # the page stays open on what it shows, and asks again later
+            # Each open page asks every few seconds: a line per question would flood the log.
+            logger.debug("Dashboard command refused, the database is unreachable: %s", one_line(str(exc)))
+            await self.send_error(request, _database_down(exc))
+            return
         if reply is not None:
             await self.send_json({"type": "reply", "id": request, "ok": True, **reply})
+
+    async def _run_command(self, command: tuple[str, Any], content: dict) -> dict | None:
+        permission, handler = command
+        if not await database_sync_to_async(self.scope["user"].has_perm)(permission):
+            raise CommandRefused(f"You need the {permission} permission for {content['type']}.")
+        return await handler(self, content)
 
     async def send_error(self, request: Any, message: str, field: str | None = None) -> None:
         await self.send_json({"type": "error", "id": request, "error": message, "field": field})
@@ -209,6 +219,13 @@ def _layer_down(exc: BaseException) -> str:
     return (
         f"Live updates paused: the channel layer (Redis) cannot be reached ({type(exc).__name__}: {exc}). "
         "The page shows the database and refreshes it every few seconds."
+    )
+
+
+def _database_down(exc: BaseException) -> str:
+    return (
+        f"The database cannot be reached ({one_line(str(exc))}). Runners keep their tasks going and record "
+        "them once it is back; the page shows what it last knew and asks again every few seconds."
     )
 
 

@@ -35,6 +35,8 @@ from .taskrun import Outcome, TaskRun
 from .wakeup import SqliteWatcher, watcher_for_default_database
 from .workers import Job, WorkerPool
 
+from .backoff import Backoff, one_line
+
 logger = logging.getLogger("conductor.runner")
 #: Longest wait between two tries to reach a database that went away, in seconds.
 DATABASE_RETRY_MAX = 30.0
@@ -97,7 +99,13 @@ class Runner:
         self._once_cutoff: datetime | None = None
         self._watcher: SqliteWatcher | None = None
         self._wake_pending = False
-        self._database_failures = 0
+        # Every step that touches the database waits for this after a failure (claims, recording,
+        # heartbeats, recovery), so an outage costs one try per step of the backoff, not one per loop.
+        first_retry = min(self.options.poll, DATABASE_RETRY_MAX)
+        self._database = Backoff(first_retry, DATABASE_RETRY_MAX, f"Runner {self.worker_id}", "the database",
+                                 logger)  # fmt: skip
+        self._overruns_unrecorded: list[ActiveRun] = []
+        self._stopping_recorded = False
         self._layer_problem = ""
         self._recover_not_before = 0.0
         self.up = threading.Event()  # set once registered: tests and --serve wait on it
@@ -111,7 +119,9 @@ class Runner:
         self._claimer = Claimer(self.record, self.options.queues, due_by=self._once_cutoff)
         self._recover_stale()
         self._pool = WorkerPool(self.options.threads, self._report_done)
-        self._watcher = watcher_for_default_database(self._wake, wanted=self._wake_wanted)
+        self._watcher = watcher_for_default_database(
+            self._wake, wanted=self._wake_wanted, reconnected=self._database_answers
+        )
         if self.bridge is not None:
             groups = [runner_group(self.worker_id), RUNNERS_GROUP]
             self.bridge.on_health = lambda problem: self._inbox.put(("layer", problem))
@@ -145,6 +155,10 @@ class Runner:
             self._wake_pending = True
             self._inbox.put(("wake", None))
 
+    def _database_answers(self) -> None:
+        """From the watcher's thread: its own connection got through, so the next try need not wait."""
+        self._inbox.put(("database answers", None))
+
     def _wake_wanted(self) -> bool:
         """False while this runner will look at the database anyway (the watcher's gate, from its thread).
 
@@ -162,14 +176,24 @@ class Runner:
     def _step(self) -> None:
         self._handle(self._receive(self._wait_time()))
         self._start_backlog()  # free threads get work before the bookkeeping below
+        now = time.monotonic()
+        self._police(now)
+        self._start_backlog()  # policing collects runs that ended meanwhile: their threads are free
+        if self._database.ready(now):
+            self._keep_books(now)
+
+    def _keep_books(self, now: float) -> None:
+        """Everything that touches the database; a database error ends it until the backoff's next try."""
+        retrying = self._database.failing
         try:
-            now = time.monotonic()
             self._record_degraded()
-            self._police(now)
-            self._start_backlog()  # policing collects runs that ended meanwhile: their threads are free
-            if self._should_record(now):
+            self._record_overruns()
+            if self._stop_requests and not self._stopping_recorded:
+                self.record.set_state(RunnerState.STOPPING)
+                self._stopping_recorded = True
+            if self._should_record(now) or retrying:
                 self._record_outcomes()
-            if now >= self._next_heartbeat:
+            if now >= self._next_heartbeat or retrying:  # a retry always asks the database something
                 self._heartbeat(now)
             if not self._stop_requests:
                 self._claim(now)
@@ -190,28 +214,21 @@ class Runner:
                 self._on_command(payload)
             elif kind == "layer":
                 self._on_layer_health(payload)
+            elif kind == "database answers":
+                self._database.retry_soon(time.monotonic())
 
     def _on_database_error(self, exc: DatabaseError) -> None:
-        """Running tasks go on; bookkeeping waits, retried with backoff (outcomes are kept meanwhile)."""
-        self._database_failures += 1
-        delay = min(self.options.poll * 2 ** (self._database_failures - 1), DATABASE_RETRY_MAX)
-        if self._database_failures == 1:
-            logger.error("Runner %s cannot reach the database (%s); running tasks go on, retrying",
-                         self.worker_id, str(exc).strip())  # fmt: skip
-            self._publish(events.RUNNER_DEGRADED, reason=f"database unreachable: {str(exc).strip()}")
-        else:
-            logger.warning(
-                "Database still unreachable (try %d); next try in %.1f s", self._database_failures, delay
-            )
+        """Running tasks go on; bookkeeping waits for the backoff's next try (outcomes are kept meanwhile)."""
+        self._database.failed(time.monotonic(), str(exc))
+        if self._database.failures == 1:
+            self._publish(events.RUNNER_DEGRADED, reason=f"database unreachable: {one_line(str(exc))}")
+            # Others cannot heartbeat either: presume no one dead until this runner is back (below).
+            self._recover_not_before = float("inf")
         connections.close_all()  # a fresh connection next time
-        self._next_poll = self._next_heartbeat = time.monotonic() + delay
 
     def _on_database_ok(self) -> None:
-        if self._database_failures:
-            logger.info("Runner %s reaches the database again after %d failed tries",
-                        self.worker_id, self._database_failures)  # fmt: skip
+        if self._database.succeeded():
             self._publish(events.RUNNER_RECOVERED)
-            self._database_failures = 0
             # Others could not heartbeat either, and their next try may be a full backoff away: give
             # them that long to sign in again before any is presumed dead, or their running tasks would
             # be run a second time.
@@ -247,11 +264,7 @@ class Runner:
                 return messages
 
     def _wait_time(self) -> float:
-        wake_at = [self._next_poll, self._next_heartbeat]
-        if self._next_due is not None:
-            wake_at.append(self._next_due)
-        if self._unrecorded:
-            wake_at.append(self._record_by)
+        wake_at = self._database_work_at()
         for active in self._active.values():
             wake_at.append(self._next_check(active))
         if self._stop_deadline is not None:
@@ -259,6 +272,17 @@ class Runner:
         if self._grace_interrupt_at is not None:
             wake_at.append(self._grace_interrupt_at + self.settings.INTERRUPT_WAIT)
         return max(0.0, min(wake_at) - time.monotonic())
+
+    def _database_work_at(self) -> list[float]:
+        """When the database is next wanted: the backoff's next try, while it cannot be reached."""
+        if self._database.failing:
+            return [self._database.retry_at]
+        wake_at = [self._next_poll, self._next_heartbeat]
+        if self._next_due is not None:
+            wake_at.append(self._next_due)
+        if self._unrecorded:
+            wake_at.append(self._record_by)
+        return wake_at
 
     def _next_check(self, active: ActiveRun) -> float:
         if active.cancel_deadline is not None:
@@ -476,20 +500,28 @@ class Runner:
         active.overrunning = True
         if active.deadline is None:
             return  # interrupted for shutdown, not for time: shutdown records it
-        active.run.mark_overrunning()
-        logger.warning(
-            "Task %s (run %s) passed kill_time=%s s and is blocked where it cannot be interrupted; "
-            "recorded as timed out, still running, holding its slot until it returns",
-            active.task.name,
-            active.run.pk,
-            active.task.kill_time,
-        )
-        self._publish(
-            events.TASK_OVERRUNNING,
-            **self._describe(active.task, active.run),
-            thread=active.thread.name,
-            elapsed=time.monotonic() - active.started,
-        )
+        active.run.status = RunStatus.TIMED_OUT
+        self._overruns_unrecorded.append(active)  # recorded with the books, when the database answers
+
+    def _record_overruns(self) -> None:
+        """Record overrunning runs as timed out; only then say so (the event promises the record)."""
+        while self._overruns_unrecorded:
+            active = self._overruns_unrecorded[0]
+            active.run.mark_overrunning()
+            self._overruns_unrecorded.pop(0)
+            logger.warning(
+                "Task %s (run %s) passed kill_time=%s s and is blocked where it cannot be interrupted; "
+                "recorded as timed out, still running, holding its slot until it returns",
+                active.task.name,
+                active.run.pk,
+                active.task.kill_time,
+            )
+            self._publish(
+                events.TASK_OVERRUNNING,
+                **self._describe(active.task, active.run),
+                thread=active.thread.name,
+                elapsed=time.monotonic() - active.started,
+            )
 
     def _heartbeat(self, now: float) -> None:
         self._next_heartbeat = now + self.settings.HEARTBEAT
@@ -534,7 +566,6 @@ class Runner:
                 len(self._active),
                 self.options.grace,
             )
-            self.record.set_state(RunnerState.STOPPING)
             for active in self._active.values():
                 active.context.request_stop()
             self._publish(events.RUNNER_STOPPING, grace=self.options.grace)
@@ -548,22 +579,73 @@ class Runner:
             self._watcher.stop()
         if self.bridge is not None:
             self.bridge.stop_listening()
+        leftover: list[int] | None = None
         try:
-            self._drain_finished()
-            self._record_outcomes()
+            leftover = self._close_books()
         finally:
-            reason = f"runner {self.worker_id} stopped before this run ended"
-            leftover = RunnerProcess.objects.filter(pk=self.record.pk).recover(
-                reason, final_state=RunnerState.STOPPED
-            )
-            if leftover:
-                logger.warning("%d runs did not end in time; recorded as interrupted", len(leftover))
-            if self._pool is not None:
-                self._pool.close()  # idle workers end; one still stuck in a task is a daemon thread
-            self._publish(events.RUNNER_DOWN, interrupted_runs=leftover)
-            logger.info("Runner %s down after %d runs", self.worker_id, self._recorded)
-            events.publisher.flush(timeout=2)
-            connections.close_all()  # this thread's connections; the runner may run on any thread
+            self._say_goodbye(leftover)
+
+    def _close_books(self) -> list[int] | None:
+        """The last bookkeeping, tried with the backoff until the grace period is over.
+
+        Returns the runs recorded interrupted, or None when the database did not answer in time: then
+        what is not recorded stays open for another runner to recover, and the process still exits.
+        """
+        give_up_at = max(self._stop_deadline or 0.0, time.monotonic())
+        self._database.retry_soon(time.monotonic())  # at least one try, however long the current step
+        while True:
+            self._drain_finished()
+            if self._database.ready(time.monotonic()):
+                try:
+                    return self._record_and_give_back()
+                except DatabaseError as exc:
+                    self._on_database_error(exc)
+            if self._stop_requests > 1 or self._database.retry_at > give_up_at:
+                self._log_left_open()
+                return None
+            self._wait_for_retry()
+
+    def _record_and_give_back(self) -> list[int]:
+        try:
+            self._record_outcomes()
+        except Exception as exc:
+            if not isinstance(exc, DatabaseError):
+                self._give_back_unfinished()  # a bug must not leave runs open; kept outcomes wait otherwise
+            raise
+        return self._give_back_unfinished()
+
+    def _give_back_unfinished(self) -> list[int]:
+        reason = f"runner {self.worker_id} stopped before this run ended"
+        mine = RunnerProcess.objects.filter(pk=self.record.pk)
+        leftover = mine.recover(reason, final_state=RunnerState.STOPPED)
+        if leftover:
+            logger.warning("%d runs did not end in time; recorded as interrupted", len(leftover))
+        return leftover
+
+    def _wait_for_retry(self) -> None:
+        """Until the backoff's next try, take in runs that end; a second stop request ends the tries."""
+        for kind, payload in self._receive(max(0.0, self._database.retry_at - time.monotonic())):
+            if kind == "done":
+                self._collect(*payload)
+            elif kind == "stop":
+                self._on_stop()
+
+    def _log_left_open(self) -> None:
+        logger.error(
+            "Runner %s exits without reaching the database: %d outcomes not recorded; its open runs stay "
+            "running until another runner recovers them (%s s after its last heartbeat)",
+            self.worker_id,
+            len(self._unrecorded),
+            self.settings.HEARTBEAT_TIMEOUT,
+        )
+
+    def _say_goodbye(self, interrupted: list[int] | None) -> None:
+        if self._pool is not None:
+            self._pool.close()  # idle workers end; one still stuck in a task is a daemon thread
+        self._publish(events.RUNNER_DOWN, interrupted_runs=interrupted or [])
+        logger.info("Runner %s down after %d runs", self.worker_id, self._recorded)
+        events.publisher.flush(timeout=2)
+        connections.close_all()  # this thread's connections; the runner may run on any thread
 
     def _drain_finished(self) -> None:
         for kind, payload in self._receive(0):

@@ -147,14 +147,24 @@ LIBPQ_OPTIONS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "
                  "options", "application_name", "target_session_attrs")  # fmt: skip
 #: Longest a PostgreSQL watcher blocks before it looks whether it should stop.
 LISTEN_SLICE = 1.0
+#: Seconds between tries to LISTEN again after the connection was lost.
+LISTEN_RETRY = 5.0
 
 
 class PostgresWatcher:
-    """Calls ``wake()`` when a task is saved anywhere: LISTEN on a connection of its own."""
+    """Calls ``wake()`` when a task is saved anywhere: LISTEN on a connection of its own.
 
-    def __init__(self, settings_dict: dict, wake: Callable[[], None]) -> None:
+    After losing its connection it tries again every LISTEN_RETRY seconds, and calls ``reconnected()``
+    once it listens again: the database answers, which a runner waiting out a backoff wants to know.
+    """
+
+    def __init__(
+        self, settings_dict: dict, wake: Callable[[], None], reconnected: Callable[[], None] | None = None
+    ) -> None:
         self.settings_dict = settings_dict
         self.wake = wake
+        self.reconnected = reconnected
+        self._failures = 0
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="conductor-wakeup", daemon=True)
 
@@ -170,9 +180,31 @@ class PostgresWatcher:
         while not self._stopped.is_set():
             try:
                 self._listen()
-            except Exception:
-                logger.exception("LISTEN for new tasks failed; polling meanwhile, retrying in 5 s")
-                self._stopped.wait(5)
+            except Exception as exc:
+                self._on_failure(exc)
+                self._stopped.wait(LISTEN_RETRY)
+
+    def _on_failure(self, exc: Exception) -> None:
+        """Logged once per outage (with a traceback only for what is not a lost connection)."""
+        from psycopg import OperationalError
+
+        self._failures += 1
+        retrying = f"polling meanwhile, retrying every {LISTEN_RETRY} s"
+        if self._failures > 1:
+            logger.debug("LISTEN still failing (try %d): %s", self._failures, exc)
+        elif isinstance(exc, OperationalError):
+            logger.warning("LISTEN for new tasks failed (%s); %s", " ".join(str(exc).split()), retrying)
+        else:
+            logger.exception("LISTEN for new tasks failed; %s", retrying)
+
+    def _on_listening(self) -> None:
+        if not self._failures:
+            return
+        logger.info("LISTEN for new tasks again after %d failed tries", self._failures)
+        self._failures = 0
+        if self.reconnected is not None:
+            self.reconnected()
+        self.wake()  # notifications sent meanwhile were lost
 
     def _listen(self) -> None:
         import psycopg
@@ -188,20 +220,24 @@ class PostgresWatcher:
         params.update({key: options[key] for key in LIBPQ_OPTIONS if key in options})  # TLS and the like
         with psycopg.connect(autocommit=True, **{k: v for k, v in params.items() if v}) as listener:
             listener.execute(f"LISTEN {CHANNEL}")
+            self._on_listening()
             while not self._stopped.is_set():
                 for _ in listener.notifies(timeout=LISTEN_SLICE):
                     self.wake()
 
 
 def watcher_for_default_database(
-    wake: Callable[[], None], wanted: Callable[[], bool] = _always
+    wake: Callable[[], None],
+    wanted: Callable[[], bool] = _always,
+    reconnected: Callable[[], None] | None = None,
 ) -> SqliteWatcher | PostgresWatcher | None:
     """A started watcher for the default database, or None where only polling works.
 
     ``wanted`` is SqliteWatcher's gate (PostgreSQL delivers one notification per commit: nothing to gate).
+    ``reconnected`` is called when PostgreSQL's LISTEN connection is back after it was lost.
     """
     if connection.vendor == "postgresql":
-        return PostgresWatcher(connection.settings_dict, wake).start()
+        return PostgresWatcher(connection.settings_dict, wake, reconnected).start()
     if connection.vendor != "sqlite":
         return None
     database = Path(connection.settings_dict["NAME"])

@@ -25,6 +25,7 @@ const state = {
   lastSnapshotAt: 0,
   sequences: new Map(), // event source (a runner's bridge) -> last seq seen
   awaitingSince: null, // when we asked the server something and have heard nothing since
+  snapshotRequest: null, // id of the last snapshot asked for (an error answers it when the database is down)
   user: { name: "", can_change: false, can_add: false },
   live: { ok: true, reason: "" },
   functions: [],
@@ -205,7 +206,10 @@ function requestSnapshot() {
   const ws = socketState.ws;
   if (!ws || ws.readyState !== WebSocket.OPEN) return; // every (re)connect brings a snapshot anyway
   if (state.awaitingSince !== null) return; // one question at a time is enough
-  if (send({ type: "snapshot" }) !== null) state.awaitingSince = Date.now();
+  const id = send({ type: "snapshot" });
+  if (id === null) return;
+  state.awaitingSince = Date.now();
+  state.snapshotRequest = id;
 }
 
 // Messages from the server -------------------------------------------------------------------
@@ -450,6 +454,14 @@ function onReply(message) {
 }
 
 function onError(message) {
+  if (message.id !== null && message.id === state.snapshotRequest) {
+    // No snapshot (the database is unreachable): an answer all the same. Keep what is shown, say why,
+    // and ask again as often as while live news is missing.
+    state.awaitingSince = null;
+    state.lastSnapshotAt = Date.now();
+    state.live = { ok: false, reason: message.error };
+    return;
+  }
   const pending = state.pending.get(message.id);
   state.pending.delete(message.id);
   if (pending?.kind === "create") {
