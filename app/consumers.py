@@ -15,11 +15,10 @@ from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 
 from . import actions, fanout
+from .backoff import one_line
 from .bridge import DASHBOARD_GROUP
 from .snapshot import build_snapshot, task_state
 from .task import Task, TaskActionError
-
-from .backoff import one_line
 
 logger = logging.getLogger("conductor.consumers")
 

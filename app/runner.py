@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from . import conf, events
 from .activerun import ActiveRun
+from .backoff import Backoff, one_line
 from .bridge import RUNNERS_GROUP, ChannelBridge, runner_group
 from .claiming import Claimer
 from .context import TaskContext
@@ -34,8 +35,6 @@ from .task import Task
 from .taskrun import Outcome, TaskRun
 from .wakeup import SqliteWatcher, watcher_for_default_database
 from .workers import Job, WorkerPool
-
-from .backoff import Backoff, one_line
 
 logger = logging.getLogger("conductor.runner")
 #: Longest wait between two tries to reach a database that went away, in seconds.
