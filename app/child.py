@@ -45,13 +45,16 @@ def main(result_path: str) -> int:
     from app.context import CONTEXT_PARAMETER, accepts_context
     from app.execution import jsonable
 
+    from .execution import call
+    from .interrupts import Interrupts
+
     try:
         func = registry.get(spec["func"])
         kwargs = dict(spec["args_in"])
         if accepts_context(func):
             kwargs[CONTEXT_PARAMETER] = ChildContext(spec)
-        result = {"status": "finished", "output": jsonable(func(**kwargs))}
-    except Exception:
+        result = {"status": "finished", "output": jsonable(call(func, kwargs, Interrupts()))}
+    except BaseException:  # SystemExit and KeyboardInterrupt too: the parent stops a child by signals
         traceback.print_exc(file=sys.stdout)
         result = {"status": "failed", "error": traceback.format_exc()}
     sys.stdout.flush()
