@@ -168,3 +168,11 @@ async def async_wait(journal: str, seconds: float = 30.0) -> str:
 def returns_a_coroutine(a: int, b: int = 0):
     """Not ``async def``, yet what it returns must be awaited."""
     return async_add(a, b)
+
+
+@register
+async def async_count_tasks(name: str) -> int:
+    """Django's async ORM API from an async task (a sync query here would raise SynchronousOnlyOperation)."""
+    from app.task import Task
+
+    return await Task.objects.filter(name=name).acount()

@@ -397,3 +397,10 @@ def test_cancel_cancels_an_async_task_at_its_await(start_runner, tmp_path):
     run.refresh_from_db()
     assert run.status == RunStatus.CANCELLED
     assert journal.read_text() == "started\nCancelledError: RunCancelled: cancelled by Conductor\n"
+
+
+def test_an_async_task_can_use_the_async_orm(start_runner):
+    task = make_task(functions.async_count_tasks, name="counted", args_in={"name": "counted"})
+    start_runner()
+    wait_until(lambda: finished(task))
+    assert task.output == 1

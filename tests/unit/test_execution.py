@@ -215,6 +215,30 @@ def test_the_time_limit_conductor_delivered_wins_over_the_system_exit_the_task_r
     assert outcome.error.rstrip().endswith("SystemExit: 2")  # and what the task did next
 
 
+@register
+def returns_after_time_limit(journal: str) -> str:
+    Path(journal).write_text("started\n")
+    try:
+        functions.busy(30)
+    except TimeLimitExceeded:
+        return "partial"
+    return "whole"
+
+
+def test_a_task_that_catches_its_time_limit_and_returns_is_timed_out_with_its_output(tmp_path):
+    journal = tmp_path / "journal"
+    run = InterruptibleRun(task_for(returns_after_time_limit, {"journal": str(journal)}, kill_time=1))
+    wait_until(lambda: journal.exists())
+
+    assert run.interrupt(TimeLimitExceeded) is True
+    outcome = run.outcome()
+
+    assert (outcome.status, outcome.output) == (RunStatus.TIMED_OUT, "partial")
+    assert outcome.error == (
+        "TimeLimitExceeded: ran longer than kill_time=1 s\nThe task caught it and returned.\n"
+    )
+
+
 def test_an_interrupt_is_sent_at_most_once_per_run(tmp_path):
     journal = tmp_path / "journal"
     run = InterruptibleRun(task_for(functions.exits_after_time_limit, {"journal": str(journal)}, kill_time=1))
