@@ -117,8 +117,8 @@ def quits_in_a_child(how: str) -> None:
 @register
 def exits_after_time_limit(journal: str, seconds: float = 30.0) -> None:
     """Catches Conductor's TimeLimitExceeded (noting it in ``journal``), then calls sys.exit(2)."""
-    Path(journal).write_text("started\n")
     try:
+        Path(journal).write_text("started\n")  # inside the try: the interrupt comes after this
         busy(seconds)
     except TimeLimitExceeded:
         Path(journal).write_text("started\ncaught TimeLimitExceeded\n")

@@ -330,14 +330,14 @@ def test_a_base_exception_fails_the_task_and_its_thread_runs_the_next(start_runn
 
 def test_a_task_that_catches_its_time_limit_then_calls_sys_exit_is_timed_out(start_runner, tmp_path):
     journal = tmp_path / "journal"
-    task = make_task(functions.exits_after_time_limit, args_in={"journal": str(journal)}, kill_time=0.3)
+    task = make_task(functions.exits_after_time_limit, args_in={"journal": str(journal)}, kill_time=0.5)
     start_runner()
     wait_until(lambda: finished(task, TaskStatus.TIMED_OUT), timeout=20)
 
     run = TaskRun.objects.get(task=task)
     assert journal.read_text() == "started\ncaught TimeLimitExceeded\n"
     assert run.status == RunStatus.TIMED_OUT
-    assert run.error.startswith("TimeLimitExceeded: ran longer than kill_time=0.3 s\n")
+    assert run.error.startswith("TimeLimitExceeded: ran longer than kill_time=0.5 s\n")
     assert run.error.rstrip().endswith("SystemExit: 2")
 
 
