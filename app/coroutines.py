@@ -14,7 +14,8 @@ life (``loop_per_thread()`` around a worker's work), rather than one loop shared
   libraries keep per loop (connection pools) are reused rather than opened afresh each run.
 
 Each run is one asyncio task on its thread's loop. When it ends, the tasks it started and left behind are
-cancelled (as ``asyncio.run()`` does), so nothing of one run goes on during the next. A loop that
+cancelled (as ``asyncio.run()`` does), so nothing of one run goes on during the next, and the database
+connections its async ORM calls opened (in asgiref's executor thread) are closed. A loop that
 something other than the run's task broke out of is closed and replaced. A thread without a loop of its
 own (``Task.run()`` in the caller's thread, a child process) gets one for that run only.
 """
@@ -25,6 +26,9 @@ import logging
 import threading
 from collections.abc import Awaitable, Coroutine, Iterator
 from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
 
 from .interrupts import Interrupts
 
@@ -56,13 +60,15 @@ class ThreadLoop:
             self._loop = None
 
     def _tidy(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task) -> None:
-        if not task.done():  # an exception from outside the task (the loop stopped, or a stray interrupt)
-            self.close()
-            return
-        if not task.cancelled():
-            task.exception()  # the caller had it: asyncio must not log it as never retrieved
-        if not _cancel_leftovers(loop):
-            self.close()
+        if task.done():
+            if not task.cancelled():
+                task.exception()  # the caller had it: asyncio must not log it as never retrieved
+            if _cancel_leftovers(loop):
+                _close_async_orm_connections(loop)
+                return
+        # Broken out of by something other than the task (the loop stopped, a stray interrupt), or the
+        # run left tasks that would not end: a fresh loop for the next run.
+        self.close()
 
 
 @contextlib.contextmanager
@@ -91,6 +97,15 @@ async def _await(awaitable: Awaitable[Any]) -> Any:
 
 def _as_coroutine(awaitable: Awaitable[Any]) -> Coroutine[Any, Any, Any]:
     return awaitable if asyncio.iscoroutine(awaitable) else _await(awaitable)
+
+
+def _close_async_orm_connections(loop: asyncio.AbstractEventLoop) -> None:
+    """Close the database connections the run's async ORM calls opened, as the worker closes its own.
+
+    Django runs those calls in asgiref's one thread-sensitive executor thread, not in the worker, so the
+    worker's close_old_connections() after the run never reaches them; this runs it in that thread.
+    """
+    loop.run_until_complete(sync_to_async(close_old_connections)())
 
 
 def _cancel_soon(
@@ -127,6 +142,7 @@ def _close(loop: asyncio.AbstractEventLoop) -> None:
     try:
         if not loop.is_running():
             _cancel_leftovers(loop)
+            _close_async_orm_connections(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.run_until_complete(loop.shutdown_default_executor())
     except Exception:  # a broken loop is closed all the same
