@@ -43,15 +43,16 @@ def main(result_path: str) -> int:
     django.setup()
     from . import registry
     from .context import CONTEXT_PARAMETER, accepts_context
-    from .execution import jsonable
+    from .execution import call, jsonable
+    from .interrupts import Interrupts
 
     try:
         func = registry.get(spec["func"])
         kwargs = dict(spec["args_in"])
         if accepts_context(func):
             kwargs[CONTEXT_PARAMETER] = ChildContext(spec)
-        result = {"status": "finished", "output": jsonable(func(**kwargs))}
-    except Exception:
+        result = {"status": "finished", "output": jsonable(call(func, kwargs, Interrupts()))}
+    except BaseException:  # SystemExit and KeyboardInterrupt too: the parent stops a child by signals
         traceback.print_exc(file=sys.stdout)
         result = {"status": "failed", "error": traceback.format_exc()}
     sys.stdout.flush()

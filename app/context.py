@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import events
+from .interrupts import Interrupts
 
 #: Least time between two published progress events of one run (the last one is always kept).
 PROGRESS_EVENT_GAP = 0.1
@@ -43,6 +44,7 @@ class TaskContext:
         self.progress_message = ""
         self.cancelled = False
         self.log: Any = None  # the run's RunLog while it runs
+        self.interrupts = Interrupts()  # Conductor's own, told apart from the task's exceptions
         self._stop = threading.Event()
         self._last_progress_event = 0.0
 

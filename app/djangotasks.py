@@ -142,9 +142,9 @@ def run(path: str, args: list, kwargs: dict, alias: str | None, context: Any) ->
         if result.task.takes_context:
             args = [ConductorTaskContext(task_result=result, run=context), *args]
         value = normalize_json(_call(result.task.func, args, kwargs))  # not JSON: fails, as in Django
-    except RunInterrupted:
-        raise  # the runner stops and gives the task back (READY): this try has not finished
     except BaseException as exc:
+        if _interrupted_by_runner(exc, context):
+            raise  # the runner stops and gives the task back (READY): this try has not finished
         _fail(result, class_path(type(exc)), traceback.format_exc())
         task_finished.send(sender=type(backend), task_result=result)  # in the handler: exc_info is set
         raise
@@ -154,6 +154,13 @@ def run(path: str, args: list, kwargs: dict, alias: str | None, context: Any) ->
         _finish(result, TaskResultStatus.SUCCESSFUL, _return_value=value)
     task_finished.send(sender=type(backend), task_result=result)
     return value
+
+
+def _interrupted_by_runner(exc: BaseException, context: Any) -> bool:
+    """Whether Conductor's stop reached this run (by identity, as app/interrupts.py records it: a task
+    that raises RunInterrupted itself has failed; one that caught the stop is still interrupted)."""
+    delivered = getattr(getattr(context, "interrupts", None), "delivered", None)
+    return isinstance(delivered, RunInterrupted)
 
 
 def _fail(result: TaskResult, exception_class_path: str, text: str) -> None:

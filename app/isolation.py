@@ -175,5 +175,16 @@ def _result(path: Path, returncode: int) -> tuple[str, Any, str]:
     try:
         result = json.loads(path.read_text())
     except (OSError, ValueError):
-        return RunStatus.FAILED, None, f"The child process exited with code {returncode} without a result.\n"
+        return RunStatus.FAILED, None, f"The child process {_how_it_ended(returncode)} without a result.\n"
     return result["status"], result.get("output"), result.get("error", "")
+
+
+def _how_it_ended(returncode: int) -> str:
+    """E.g. "exited with status 3" (``os._exit(3)``) or "was killed by signal SIGKILL (9)"."""
+    if returncode >= 0:
+        return f"exited with status {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = "an unknown signal"
+    return f"was killed by signal {name} ({-returncode})"

@@ -483,7 +483,7 @@ class Runner:
 
     def _interrupt(self, active: ActiveRun, exc_type: type[BaseException], now: float) -> None:
         active.interrupted_at = now
-        if active.thread.interrupt(exc_type):
+        if active.context.interrupts.send(exc_type, active.thread.interrupt):
             logger.info("Interrupting %s (%s)", active.thread.name, exc_type.__name__)
 
     def _interrupt_all(self, exc_type: type[BaseException], now: float) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from django.db import close_old_connections
 
+from . import coroutines
 from .newthread import New_Thread, set_async_exc
 
 logger = logging.getLogger("conductor.workers")
@@ -68,10 +69,11 @@ class Worker:
             return set_async_exc(self.thread.ident, exc_type) == 1
 
     def _serve(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            outcome = self._perform(job)
-            job.reported = True
-            self._report(job.run_id, outcome)
+        with coroutines.loop_per_thread():  # the runs of async functions share this thread's loop
+            while (job := self._jobs.get()) is not None:
+                outcome = self._perform(job)
+                job.reported = True
+                self._report(job.run_id, outcome)
 
     def _perform(self, job: Job) -> Any:
         outcome = None
@@ -83,7 +85,7 @@ class Worker:
                 outcome = job.call()
             finally:
                 self._disarm()
-        except BaseException as exc:  # an interrupt landing just outside the call, or SystemExit from it
+        except BaseException as exc:  # an interrupt landing just outside the call (the task's own are in it)
             logger.warning(
                 "Run %s on %s ended by %s outside its task", job.run_id, job.name, type(exc).__name__
             )

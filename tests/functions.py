@@ -1,10 +1,14 @@
 """Task functions the tests run; registered through CONDUCTOR_TASK_MODULES=tests.functions."""
 
+import asyncio
 import contextlib
 import logging
+import os
+import sys
 import time
 from pathlib import Path
 
+from app.execution import TimeLimitExceeded
 from app.registry import register
 
 logger = logging.getLogger(__name__)
@@ -76,3 +80,99 @@ def touch_then_wait(started: str, release: str, timeout: float = 30.0) -> str:
     """Signals that it started (creates ``started``), then waits for ``release``."""
     Path(started).touch()
     return wait_for_file(release, timeout)
+
+
+# Tasks that leave by BaseException (issue 13): each is the task's own failure -------------------------
+
+
+class Departure(BaseException):
+    """A custom BaseException, as some libraries raise to unwind."""
+
+
+@register
+def quits(how: str) -> None:
+    """Leaves the way ``how`` names; what it raises never is an Exception."""
+    if how == "SystemExit":
+        raise SystemExit(1)
+    if how == "KeyboardInterrupt":
+        raise KeyboardInterrupt
+    if how == "sys.exit":
+        sys.exit(1)
+    if how == "exit":
+        exit()  # the site builtin argparse-style scripts call
+    if how == "Departure":
+        raise Departure("leaving")
+    raise ValueError(f"unknown way to quit: {how!r}")
+
+
+@register
+def quits_in_a_child(how: str) -> None:
+    """``sys.exit(3)`` or ``os._exit(3)``, before the child can report a result."""
+    print("about to leave", flush=True)
+    if how == "os._exit":
+        os._exit(3)
+    sys.exit(3)
+
+
+@register
+def exits_after_time_limit(journal: str, seconds: float = 30.0) -> None:
+    """Catches Conductor's TimeLimitExceeded (noting it in ``journal``), then calls sys.exit(2)."""
+    try:
+        Path(journal).write_text("started\n")  # inside the try: the interrupt comes after this
+        busy(seconds)
+    except TimeLimitExceeded:
+        Path(journal).write_text("started\ncaught TimeLimitExceeded\n")
+        sys.exit(2)
+
+
+# async def tasks (issue 12 item 5) ----------------------------------------------------------------
+
+
+@register
+async def async_add(a: int, b: int = 0) -> int:
+    await asyncio.sleep(0)
+    return a + b
+
+
+@register
+async def async_fail(message: str = "async boom") -> None:
+    await asyncio.sleep(0)
+    raise ValueError(message)
+
+
+@register
+async def async_say(text: str, context) -> str:
+    """Prints, logs and reports progress between awaits."""
+    print(f"printed: {text}")
+    await asyncio.sleep(0)
+    logger.info("logged: %s", text)
+    context.report_progress(0.5, f"half of {text}")
+    await asyncio.sleep(0)
+    return text
+
+
+@register
+async def async_wait(journal: str, seconds: float = 30.0) -> str:
+    """Writes "started" to ``journal``, awaits ``seconds``, and notes there a CancelledError it gets."""
+    path = Path(journal)
+    path.write_text("started\n")
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError as exc:
+        path.write_text(f"started\nCancelledError: {' '.join(map(str, exc.args))}\n")
+        raise
+    return "slept"
+
+
+@register
+def returns_a_coroutine(a: int, b: int = 0):
+    """Not ``async def``, yet what it returns must be awaited."""
+    return async_add(a, b)
+
+
+@register
+async def async_count_tasks(name: str) -> int:
+    """Django's async ORM API from an async task (a sync query here would raise SynchronousOnlyOperation)."""
+    from app.task import Task
+
+    return await Task.objects.filter(name=name).acount()

@@ -315,6 +315,27 @@ def test_max_tasks_exits_0_after_exactly_that_many_runs(start_runtasks):
     assert_nothing_running()
 
 
+def test_a_task_calling_sys_exit_fails_after_its_tries_and_the_runner_goes_on(start_runtasks):
+    """Issue 13: such a task was re-run at once, for ever, recorded interrupted, its traceback lost."""
+    quitter = Task.objects.create(name="quits", func="tests.functions.quits", args_in={"how": "sys.exit"},
+                                  max_attempts=2, retry_delay=0.05, retry_delay_max=1)  # fmt: skip
+    runner = start_runtasks("--max-tasks", "3", "--threads", "1", "--poll", "0.2", "--worker-id", "w")
+    wait_until(lambda: runner.check_alive() and Task.objects.get(pk=quitter.pk).status == TaskStatus.FAILED,
+               timeout=STARTUP)  # fmt: skip
+    after = Task.objects.create(name="after", func="tests.functions.add", args_in={"a": 2, "b": 3})
+    assert runner.wait(STARTUP) == 0  # its third run was the next task: none was spent re-running quits
+
+    runs = list(TaskRun.objects.filter(task=quitter).order_by("attempt"))
+    assert [(run.attempt, run.status) for run in runs] == [(1, RunStatus.FAILED), (2, RunStatus.FAILED)]
+    assert all(run.error.rstrip().endswith("SystemExit: 1") and "in quits" in run.error for run in runs)
+    quitter.refresh_from_db()
+    assert (quitter.status, quitter.attempts) == (TaskStatus.FAILED, 2)
+    after.refresh_from_db()
+    assert (after.status, after.output) == (TaskStatus.FINISHED, 5)
+    assert "ended by SystemExit" not in runner.log()
+    assert_nothing_running()
+
+
 # Beyond the brief: restarts and a paused (not dead) runner ----------------------------------------
 
 

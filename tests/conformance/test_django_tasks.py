@@ -577,7 +577,6 @@ CATCHES = [
         SystemExit,
         "This task failed due to SystemExit",
         id="SystemExit",
-        marks=pytest.mark.xfail(strict=True, reason="needs the BaseException fix of branch exec13"),
     ),
 ]
 

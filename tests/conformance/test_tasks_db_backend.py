@@ -168,14 +168,18 @@ def test_refresh_result_async(run_worker):
     assert (result.status, result.return_value, result.attempts) == (TaskResultStatus.SUCCESSFUL, 42, 1)
 
 
-@pytest.mark.parametrize("result_id", [str(uuid.uuid4()), "123"])
+@pytest.mark.parametrize(
+    "result_id", ["6a1f4c0e-93b2-4d8e-9c57-2f0a8b3e1d74", "123"], ids=["uuid", "not-a-uuid"]
+)
 def test_get_missing_result(result_id):
     """tests.py DatabaseBackendTestCase.test_get_missing_result and test_invalid_uuid."""
     with pytest.raises(TaskResultDoesNotExist):
         default_task_backend.get_result(result_id)
 
 
-@pytest.mark.parametrize("result_id", [str(uuid.uuid4()), "123"])
+@pytest.mark.parametrize(
+    "result_id", ["6a1f4c0e-93b2-4d8e-9c57-2f0a8b3e1d74", "123"], ids=["uuid", "not-a-uuid"]
+)
 def test_async_get_missing_result(result_id):
     """tests.py DatabaseBackendTestCase.test_async_get_missing_result and test_async_invalid_uuid."""
     with pytest.raises(TaskResultDoesNotExist):
@@ -446,7 +450,6 @@ def test_worker_fails_what_is_not_a_task(worker_backends, run_worker, func):
     assert last_line.startswith(f"{class_path(registry.UnknownFunction)}: '{func}' is not a registered")
 
 
-@pytest.mark.xfail(strict=True, reason="needs the BaseException fix of branch exec13")
 def test_worker_doesnt_exit_on_failure(worker_backends, run_worker):
     """tests.py DatabaseBackendWorkerTestCase.test_worker_doesnt_exit_on_failure."""
     result = test_tasks.exit_task.enqueue()

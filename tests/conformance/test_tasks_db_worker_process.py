@@ -103,7 +103,6 @@ def test_kill(start_runtasks):
     assert running(result)
 
 
-@pytest.mark.xfail(strict=True, reason="needs the BaseException fix of branch exec13")
 @pytest.mark.parametrize(
     ("task_name", "exception"),
     [("failing_task_system_exit", SystemExit), ("failing_task_keyboard_interrupt", KeyboardInterrupt)],

@@ -182,6 +182,37 @@ def test_a_failing_child_is_failed_with_its_traceback(how, start_runner):
     assert "ValueError: child says no" in task.error
 
 
+@pytest.mark.parametrize(
+    ("how", "said"),
+    [("sys.exit", "SystemExit: 3"), ("os._exit", "The child process exited with status 3 without a result.")],
+)
+def test_a_child_that_exits_before_reporting_fails_with_its_exit_status(start_runner, how, said):
+    task = make_task(functions.quits_in_a_child, args_in={"how": how})
+    running = start_runner(threads=1)
+    wait_until(lambda: status_is(task, TaskStatus.FAILED), timeout=WELL_BEFORE)
+    next_one = make_task(functions.add, args_in={"a": 1}, isolation="thread")
+    wait_until(lambda: status_is(next_one, TaskStatus.FINISHED), timeout=WELL_BEFORE)
+
+    run = TaskRun.objects.get(task=task)
+    assert run.status == RunStatus.FAILED
+    assert run.error.rstrip().splitlines()[-1] == said
+    assert "about to leave" in run.log
+    assert running.stop() == 0
+
+
+@pytest.mark.parametrize("how", ["task.run", "runner"])
+def test_an_async_task_is_awaited_in_its_child_with_its_output_and_progress(how, start_runner):
+    task = make_task(functions.async_say, args_in={"text": "async child"})
+    if how == "task.run":
+        run = task.run()
+    else:
+        start_runner()
+        wait_until(lambda: status_is(task, TaskStatus.FINISHED), timeout=WELL_BEFORE)
+        run = TaskRun.objects.get(task=task)
+    assert_said(run, "async child")
+    assert (run.progress, run.progress_message) == (0.5, "half of async child")
+
+
 @pytest.mark.parametrize("how", ["task.run", "runner"])
 def test_progress_reported_in_a_child_is_kept_on_the_run(how, start_runner):
     task = make_task(scheduling_functions.halfway)

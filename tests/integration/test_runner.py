@@ -295,3 +295,112 @@ def test_a_runner_that_loses_the_database_keeps_its_task_and_recovers(start_runn
         recorded.wait_for(lambda e: e["type"] == events.RUNNER_RECOVERED, timeout=30)
         wait_until(lambda: finished(task), timeout=30)
     assert TaskRun.objects.get(task=task).status == RunStatus.FINISHED
+
+
+# A task's own BaseException is its failure; Conductor's interrupts are told apart by identity -------
+
+
+@pytest.mark.parametrize(
+    ("how", "last_line"),
+    [
+        ("SystemExit", "SystemExit: 1"),
+        ("KeyboardInterrupt", "KeyboardInterrupt"),
+        ("sys.exit", "SystemExit: 1"),
+        ("exit", "SystemExit: None"),
+        ("Departure", "tests.functions.Departure: leaving"),
+    ],
+)
+def test_a_base_exception_fails_the_task_and_its_thread_runs_the_next(start_runner, how, last_line):
+    quitter = make_task(functions.quits, args_in={"how": how})
+    running = start_runner(threads=1)
+    wait_until(lambda: finished(quitter, TaskStatus.FAILED))
+    next_one = make_task(functions.add, args_in={"a": 2, "b": 3})
+    wait_until(lambda: finished(next_one))
+
+    run = TaskRun.objects.get(task=quitter)
+    assert run.status == RunStatus.FAILED
+    assert run.error.startswith("Traceback (most recent call last)")
+    assert run.error.rstrip().splitlines()[-1] == last_line
+    assert quitter.error == run.error
+    assert next_one.output == 5
+    assert next_one.runs.get().thread_ident == run.thread_ident  # the same worker thread, unharmed
+    assert running.thread.is_alive()
+    assert running.stop() == 0
+
+
+def test_a_task_that_catches_its_time_limit_then_calls_sys_exit_is_timed_out(start_runner, tmp_path):
+    journal = tmp_path / "journal"
+    task = make_task(functions.exits_after_time_limit, args_in={"journal": str(journal)}, kill_time=0.5)
+    start_runner()
+    wait_until(lambda: finished(task, TaskStatus.TIMED_OUT), timeout=20)
+
+    run = TaskRun.objects.get(task=task)
+    assert journal.read_text() == "started\ncaught TimeLimitExceeded\n"
+    assert run.status == RunStatus.TIMED_OUT
+    assert run.error.startswith("TimeLimitExceeded: ran longer than kill_time=0.5 s\n")
+    assert run.error.rstrip().endswith("SystemExit: 2")
+
+
+# async def tasks ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("func", [functions.async_add, functions.returns_a_coroutine])
+def test_an_async_task_is_awaited_by_the_runner(start_runner, func):
+    task = make_task(func, args_in={"a": 2, "b": 3})
+    start_runner()
+    wait_until(lambda: finished(task))
+    assert task.output == 5
+    assert task.runs.get().status == RunStatus.FINISHED
+
+
+def test_an_async_task_that_raises_fails(start_runner):
+    task = make_task(functions.async_fail, args_in={"message": "async upstream said 503"})
+    start_runner()
+    wait_until(lambda: finished(task, TaskStatus.FAILED))
+    assert task.runs.get().error.rstrip().endswith("ValueError: async upstream said 503")
+
+
+def test_an_async_task_prints_logs_and_reports_progress_into_its_run(start_runner):
+    task = make_task(functions.async_say, args_in={"text": "hello"})
+    start_runner()
+    wait_until(lambda: finished(task))
+    run = task.runs.get()
+    assert "printed: hello\n" in run.log
+    assert "INFO tests.functions: logged: hello" in run.log
+    assert (run.progress, run.progress_message) == (0.5, "half of hello")
+
+
+def test_kill_time_cancels_an_async_task_at_its_await(start_runner, tmp_path):
+    journal = tmp_path / "journal"
+    task = make_task(functions.async_wait, args_in={"journal": str(journal)}, kill_time=0.3)
+    start_runner()
+    wait_until(lambda: finished(task, TaskStatus.TIMED_OUT), timeout=20)
+
+    run = task.runs.get()
+    assert journal.read_text() == "started\nCancelledError: TimeLimitExceeded: cancelled by Conductor\n"
+    assert run.status == RunStatus.TIMED_OUT
+    assert run.error.startswith("TimeLimitExceeded: ran longer than kill_time=0.3 s\n")
+    assert run.duration < 10
+
+
+@override_settings(CONDUCTOR={"CANCEL_GRACE": 0.2})
+def test_cancel_cancels_an_async_task_at_its_await(start_runner, tmp_path):
+    journal = tmp_path / "journal"
+    task = make_task(functions.async_wait, args_in={"journal": str(journal)})
+    running = start_runner()
+    wait_until(lambda: journal.exists())
+    run = task.runs.get()
+    # What the runner's ChannelBridge delivers for app.actions.cancel (this runner has no bridge).
+    running.runner._inbox.put(("command", {"command": "cancel", "run": run.pk, "by": "test"}))
+    wait_until(lambda: finished(task, TaskStatus.STOPPED), timeout=20)
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED
+    assert journal.read_text() == "started\nCancelledError: RunCancelled: cancelled by Conductor\n"
+
+
+def test_an_async_task_can_use_the_async_orm(start_runner):
+    task = make_task(functions.async_count_tasks, name="counted", args_in={"name": "counted"})
+    start_runner()
+    wait_until(lambda: finished(task))
+    assert task.output == 1

@@ -174,6 +174,20 @@ def test_a_failing_task_is_tried_max_attempts_times_with_exponential_backoff(sta
     assert task.last_status == RunStatus.FAILED
 
 
+@pytest.mark.parametrize("how", ["sys.exit", "KeyboardInterrupt", "Departure"])
+def test_a_task_leaving_by_a_base_exception_is_retried_per_max_attempts_then_fails(start_runner, how):
+    task = make_task(functions.quits, args_in={"how": how}, max_attempts=2, retry_delay=0.05,
+                     retry_delay_max=1)  # fmt: skip
+    start_runner()
+    wait_until(lambda: status_is(task, TaskStatus.FAILED))
+    first, second = runs_of(task)
+    assert [first.status, second.status] == [RunStatus.FAILED, RunStatus.FAILED]
+    assert [first.attempt, second.attempt] == [1, 2]
+    assert (first.retry_at is not None, second.retry_at) == (True, None)
+    assert all(run.error.startswith("Traceback (most recent call last)") for run in (first, second))
+    assert (task.attempts, task.attempt, task.last_status) == (2, 0, RunStatus.FAILED)
+
+
 def test_retries_stop_at_the_first_success(start_runner, tmp_path):
     marker = tmp_path / "failed-once"
     task = make_task(scheduling_functions.fail_once, args_in={"marker": str(marker)}, max_attempts=5,

@@ -1,5 +1,6 @@
 """Tests for app.execution: execute() runs one task's function and measures how it ended."""
 
+import asyncio
 import datetime
 import decimal
 import io
@@ -7,15 +8,19 @@ import math
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from app.execution import RunInterrupted, TimeLimitExceeded, execute, jsonable
+from app.context import TaskContext
+from app.execution import RunCancelled, RunInterrupted, TimeLimitExceeded, execute, jsonable
+from app.newthread import set_async_exc
 from app.registry import register
 from app.status import RunStatus
 from app.task import Task
 from app.taskrun import Outcome
 from tests import functions
+from tests.conftest import wait_until
 
 calls: list[str] = []
 
@@ -53,6 +58,29 @@ def not_registered() -> None:
 def task_for(func, args_in=None, **kwargs) -> Task:
     """An unsaved Task: execute() needs no database."""
     return Task(func=func, args_in=args_in, **kwargs)
+
+
+class InterruptibleRun:
+    """execute() on a thread of its own, interrupted the way the runner does it."""
+
+    def __init__(self, task: Task) -> None:
+        self.context = TaskContext(task, run_id=None)
+        self._outcome: list[Outcome] = []
+        self.thread = threading.Thread(target=lambda: self._outcome.append(execute(task, self.context)))
+        self.thread.start()
+
+    def interrupt(self, exc_type: type[BaseException]) -> bool:
+        return self.context.interrupts.send(exc_type, lambda cls: set_async_exc(self.thread.ident, cls) == 1)
+
+    def outcome(self) -> Outcome:
+        self.thread.join(10)
+        assert not self.thread.is_alive(), "the run did not end"
+        return self._outcome[0]
+
+
+def execute_in_a_thread(task: Task) -> Outcome:
+    """As a worker runs it: not in the main thread, where a KeyboardInterrupt is Ctrl-C."""
+    return InterruptibleRun(task).outcome()
 
 
 def test_finished_outcome_has_the_output_and_timing():
@@ -135,18 +163,169 @@ def test_non_json_output_is_stored_as_its_repr():
     assert execute(task_for(returns_a_datetime)).output == repr(returns_a_datetime())
 
 
-def test_time_limit_exceeded_is_a_timed_out_outcome():
-    outcome = execute(task_for(raises_time_limit, kill_time=2.5))
+@pytest.mark.parametrize("func", [raises_time_limit, raises_run_interrupted])
+def test_conductors_interrupt_classes_raised_by_the_task_itself_fail_the_run(func):
+    """Told apart by identity, not type: Conductor sent nothing into this run."""
+    outcome = execute_in_a_thread(task_for(func, kill_time=2.5))
 
+    assert outcome.status == RunStatus.FAILED
+    assert outcome.error.startswith("Traceback (most recent call last)")
+
+
+# --- BaseExceptions the task raises (issue 13) ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("how", "last_line"),
+    [
+        ("SystemExit", "SystemExit: 1"),
+        ("KeyboardInterrupt", "KeyboardInterrupt"),
+        ("sys.exit", "SystemExit: 1"),
+        ("exit", "SystemExit: None"),
+        ("Departure", "tests.functions.Departure: leaving"),
+    ],
+)
+def test_a_base_exception_the_task_raises_fails_the_run_with_its_traceback(how, last_line):
+    outcome = execute_in_a_thread(task_for(functions.quits, {"how": how}))
+
+    assert outcome.status == RunStatus.FAILED
+    assert outcome.error.startswith("Traceback (most recent call last)")
+    assert "in quits" in outcome.error
+    assert outcome.error.rstrip().splitlines()[-1] == last_line
+
+
+def test_keyboard_interrupt_in_the_main_thread_is_ctrl_c_and_stops_the_caller():
+    """Task.run() in a shell: signals reach only the main thread, so there it is the person's Ctrl-C."""
+    assert threading.current_thread() is threading.main_thread()
+    with pytest.raises(KeyboardInterrupt):
+        execute(task_for(functions.quits, {"how": "KeyboardInterrupt"}))
+
+
+def test_the_time_limit_conductor_delivered_wins_over_the_system_exit_the_task_raised_then(tmp_path):
+    journal = tmp_path / "journal"
+    run = InterruptibleRun(task_for(functions.exits_after_time_limit, {"journal": str(journal)}, kill_time=1))
+    wait_until(lambda: journal.exists())
+
+    assert run.interrupt(TimeLimitExceeded) is True
+    outcome = run.outcome()
+
+    assert journal.read_text() == "started\ncaught TimeLimitExceeded\n"
     assert outcome.status == RunStatus.TIMED_OUT
-    assert outcome.error.startswith("TimeLimitExceeded: ran longer than kill_time=2.5 s\n")
+    assert outcome.error.startswith("TimeLimitExceeded: ran longer than kill_time=1 s\n")
+    assert "app.execution.TimeLimitExceeded" in outcome.error  # the interrupt, as Python formats it
+    assert outcome.error.rstrip().endswith("SystemExit: 2")  # and what the task did next
 
 
-def test_run_interrupted_is_an_interrupted_outcome():
-    outcome = execute(task_for(raises_run_interrupted))
+@register
+def returns_after_time_limit(journal: str) -> str:
+    try:
+        Path(journal).write_text("started\n")  # inside the try: the interrupt comes after this
+        functions.busy(30)
+    except TimeLimitExceeded:
+        return "partial"
+    return "whole"
 
-    assert outcome.status == RunStatus.INTERRUPTED
-    assert "RunInterrupted" in outcome.error
+
+def test_a_task_that_catches_its_time_limit_and_returns_is_timed_out_with_its_output(tmp_path):
+    journal = tmp_path / "journal"
+    run = InterruptibleRun(task_for(returns_after_time_limit, {"journal": str(journal)}, kill_time=1))
+    wait_until(lambda: journal.exists())
+
+    assert run.interrupt(TimeLimitExceeded) is True
+    outcome = run.outcome()
+
+    assert (outcome.status, outcome.output) == (RunStatus.TIMED_OUT, "partial")
+    assert outcome.error == (
+        "TimeLimitExceeded: ran longer than kill_time=1 s\nThe task caught it and returned.\n"
+    )
+
+
+def test_an_interrupt_is_sent_at_most_once_per_run(tmp_path):
+    journal = tmp_path / "journal"
+    run = InterruptibleRun(task_for(functions.exits_after_time_limit, {"journal": str(journal)}, kill_time=1))
+    wait_until(lambda: journal.exists())
+
+    assert run.interrupt(TimeLimitExceeded) is True
+    assert run.interrupt(RunInterrupted) is False
+    assert run.outcome().status == RunStatus.TIMED_OUT
+
+
+# --- async def and awaitables (issue 12 item 5) ----------------------------------------------------
+
+
+@register
+async def leaves_a_task_behind(journal: str) -> str:
+    """Starts a task it never awaits: it must not outlive the run."""
+
+    async def lingers() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            Path(journal).write_text("cancelled with its run\n")
+            raise
+
+    leftovers.append(asyncio.get_running_loop().create_task(lingers()))
+    await asyncio.sleep(0)
+    return "left"
+
+
+leftovers: list[asyncio.Task] = []
+
+
+def test_an_async_function_is_awaited():
+    outcome = execute(task_for(functions.async_add, {"a": 2, "b": 3}))
+
+    assert (outcome.status, outcome.output, outcome.error) == (RunStatus.FINISHED, 5, "")
+
+
+def test_a_plain_function_returning_a_coroutine_is_awaited():
+    outcome = execute(task_for(functions.returns_a_coroutine, {"a": 2, "b": 3}))
+
+    assert (outcome.status, outcome.output) == (RunStatus.FINISHED, 5)
+
+
+def test_an_async_function_that_raises_fails_with_its_traceback():
+    outcome = execute(task_for(functions.async_fail, {"message": "async kaboom"}))
+
+    assert outcome.status == RunStatus.FAILED
+    assert "in async_fail" in outcome.error
+    assert outcome.error.rstrip().endswith("ValueError: async kaboom")
+
+
+def test_an_async_function_prints_logs_and_reports_progress_into_its_run():
+    outcome = execute(task_for(functions.async_say, {"text": "hello"}))
+
+    assert outcome.output == "hello"
+    assert "printed: hello\n" in outcome.log
+    assert "INFO tests.functions: logged: hello" in outcome.log
+    assert (outcome.progress, outcome.progress_message) == (0.5, "half of hello")
+
+
+@pytest.mark.parametrize(
+    ("interrupt", "status"),
+    [(TimeLimitExceeded, RunStatus.TIMED_OUT), (RunCancelled, RunStatus.CANCELLED)],
+)
+def test_an_interrupt_cancels_the_coroutine_at_its_await(tmp_path, interrupt, status):
+    journal = tmp_path / "journal"
+    run = InterruptibleRun(task_for(functions.async_wait, {"journal": str(journal)}, kill_time=1))
+    wait_until(lambda: journal.exists())
+
+    assert run.interrupt(interrupt) is True
+    outcome = run.outcome()
+
+    assert outcome.status == status
+    assert journal.read_text() == f"started\nCancelledError: {interrupt.__name__}: cancelled by Conductor\n"
+    assert "CancelledError" in outcome.error
+
+
+def test_tasks_an_async_run_leaves_behind_are_cancelled_when_it_ends(tmp_path):
+    journal = tmp_path / "journal"
+
+    outcome = execute(task_for(leaves_a_task_behind, {"journal": str(journal)}))
+
+    assert outcome.output == "left"
+    assert journal.read_text() == "cancelled with its run\n"
+    assert leftovers.pop().cancelled()
 
 
 # --- jsonable ------------------------------------------------------------------------------------

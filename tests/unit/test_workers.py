@@ -1,5 +1,6 @@
 """Tests for app.workers: pooled New_Thread workers, one run at a time, interrupts that hit only their run."""
 
+import asyncio
 import queue
 import threading
 import time
@@ -7,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from app import coroutines
+from app.interrupts import Interrupts
 from app.newthread import ThreadInterrupted
 from app.workers import Job, WorkerPool
 from tests.conftest import wait_until
@@ -122,3 +125,25 @@ def test_close_ends_idle_workers_and_busy_ones_when_given_back(reports):
     workers.give_back(busy)
     busy.thread.join(TIMEOUT)
     assert not busy.thread.is_alive()
+
+
+async def running_loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()
+
+
+def test_the_coroutines_of_a_worker_share_its_event_loop_which_ends_with_the_worker(reports):
+    workers = WorkerPool(2, reports)
+    first, second = workers.take(), workers.take()
+    first.submit(Job(1, "async#1", lambda: coroutines.run(running_loop(), Interrupts())))
+    first.submit(Job(2, "async#2", lambda: coroutines.run(running_loop(), Interrupts())))
+    second.submit(Job(3, "async#3", lambda: coroutines.run(running_loop(), Interrupts())))
+    loops = dict(reports.next() for _ in range(3))
+
+    assert loops[1] is loops[2]  # one loop per worker thread, kept between its runs
+    assert loops[3] is not loops[1]  # and none shared between threads
+    assert not loops[1].is_closed()
+    workers.give_back(first)
+    workers.give_back(second)
+    workers.close()
+    first.thread.join(TIMEOUT)
+    assert loops[1].is_closed()
