@@ -114,3 +114,23 @@ def retry_delay(task: Any, attempt: int) -> float:
     doublings = min(attempt - 1, 64)  # beyond that every delay is capped anyway; 2**big overflows a float
     ceiling = min(task.retry_delay * 2**doublings, task.retry_delay_max)
     return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def upcoming(task: Any, count: int = 5) -> list[datetime]:
+    """The next ``count`` times a waiting looping task is due (fewer when its window or run limit ends).
+
+    From its ``next_run``: every ``interval`` seconds, or its cron schedule in its time zone.
+    """
+    if task.next_run is None or (not task.loop and not task.cron):
+        return [task.next_run] if task.next_run else []
+    times, moment = [task.next_run], task.next_run
+    remaining = (task.max_runs - task.run_count) if task.max_runs else count
+    while len(times) < min(count, remaining):
+        if task.cron:
+            moment = next_run(task.cron, task.timezone, moment, previous=moment)
+        else:
+            moment = moment + timedelta(seconds=task.interval)
+        if task.expires_at and moment >= task.expires_at:
+            break
+        times.append(moment)
+    return times

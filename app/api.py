@@ -1,0 +1,110 @@
+"""The dashboard's JSON views: lists, one task, one run, one runner, and the charts' aggregates.
+
+Same audience as the dashboard's socket: authenticated, active staff with ``conductor.view_task``
+(answered 401/403 in JSON otherwise). Bad parameters are answered 400 with ``error`` and ``field``.
+"""
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from . import lists, schedule, stats
+from .runnerprocess import RunnerProcess
+from .snapshot import epoch, run_state, runner_state, task_state
+from .status import TaskStatus
+from .task import Task
+from .taskrun import TaskRun
+
+VIEW_PERMISSION = "conductor.view_task"
+LOG_LIMIT = 20_000
+
+
+def staff_json(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
+    @wraps(view)
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+        user = request.user
+        if not user.is_authenticated:
+            return JsonResponse({"error": "Log in first.", "field": None}, status=401)
+        if not (user.is_active and user.is_staff and user.has_perm(VIEW_PERMISSION)):
+            return JsonResponse({"error": f"Staff with {VIEW_PERMISSION} only.", "field": None}, status=403)
+        try:
+            return view(request, *args, **kwargs)
+        except lists.ListError as exc:
+            return JsonResponse({"error": str(exc), "field": exc.field}, status=400)
+
+    return never_cache(require_GET(guarded))
+
+
+def _params(request: HttpRequest) -> dict[str, list[str]]:
+    return {name: request.GET.getlist(name) for name in request.GET}
+
+
+@staff_json
+def tasks(request: HttpRequest) -> JsonResponse:
+    page = lists.task_page(_params(request))
+    return JsonResponse({"items": [task_state(task) for task in page.rows], "next": page.next_cursor})
+
+
+@staff_json
+def runs(request: HttpRequest) -> JsonResponse:
+    page = lists.run_page(_params(request))
+    return JsonResponse({"items": [run_list_state(run) for run in page.rows], "next": page.next_cursor})
+
+
+def run_list_state(run: TaskRun) -> dict[str, Any]:
+    return {
+        **run_state(run),
+        "attempt": run.attempt,
+        "runner_name": run.runner.worker_id if run.runner else None,
+    }
+
+
+@staff_json
+def task_detail(request: HttpRequest, task_id: str) -> JsonResponse:
+    task = get_object_or_404(Task, task_id=task_id)
+    definition = {field: _plain(getattr(task, field)) for field in DEFINITION_FIELDS}
+    upcoming = schedule.upcoming(task) if task.status == TaskStatus.WAITING else []
+    return JsonResponse({
+        "task": task_state(task),
+        "definition": definition,
+        "upcoming": [moment.astimezone(schedule.zone(task.timezone)).isoformat() for moment in upcoming],
+    })  # fmt: skip
+
+
+DEFINITION_FIELDS = ("args_in", "loop", "interval", "cron", "timezone", "run_in", "kill_time", "db_use",
+                     "start_at", "expires_at", "max_runs", "catch_up", "max_attempts", "retry_delay",
+                     "retry_delay_max", "isolation", "priority", "queue")  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    return epoch(value) if hasattr(value, "timestamp") else value
+
+
+@staff_json
+def run_detail(request: HttpRequest, pk: int) -> JsonResponse:
+    run = get_object_or_404(TaskRun.objects.select_related("task", "runner"), pk=pk)
+    return JsonResponse({
+        **run_list_state(run),
+        "task_id": run.task.task_id,
+        "output": run.output,
+        "error": run.error,
+        "log": run.log[-LOG_LIMIT:],
+        "retry_at": epoch(run.retry_at),
+        "scheduled_for": epoch(run.scheduled_for),
+    })  # fmt: skip
+
+
+@staff_json
+def runner_detail(request: HttpRequest, worker_id: str) -> JsonResponse:
+    runner = get_object_or_404(RunnerProcess, worker_id=worker_id)
+    return JsonResponse({**runner_state(runner), "threads_state": runner.threads_state})
+
+
+@staff_json
+def charts(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(stats.charts())

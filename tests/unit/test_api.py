@@ -1,0 +1,94 @@
+"""Tests for app.api: the dashboard's JSON views answer staff only, 400 with the field on bad input."""
+
+import itertools
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.urls import reverse
+
+from app.status import RunStatus
+from app.task import Task
+from app.taskrun import TaskRun
+from tests.conftest import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(client):
+    client.force_login(make_user("viewer", perms=("view_task",)))
+    return client
+
+
+def test_only_staff_with_the_view_permission_read_the_lists(client):
+    url = reverse("conductor:api-tasks")
+    assert client.get(url).status_code == 401
+    client.force_login(make_user("clerk", staff=False, perms=("view_task",)))
+    assert client.get(url).status_code == 403
+    client.force_login(make_user("staff-no-perm"))
+    assert client.get(url).status_code == 403
+
+
+def test_a_list_page_and_its_cursor(staff):
+    for n in range(3):
+        Task(name=f"job {n}", func="tests.functions.add", args_in={"a": n}, run_in=60).save()
+    first = staff.get(reverse("conductor:api-tasks"), {"limit": 2, "sort": "name"}).json()
+    assert [item["name"] for item in first["items"]] == ["job 0", "job 1"]
+    second = staff.get(
+        reverse("conductor:api-tasks"), {"limit": 2, "sort": "name", "cursor": first["next"]}
+    ).json()
+    assert ([item["name"] for item in second["items"]], second["next"]) == (["job 2"], None)
+
+
+def test_bad_parameters_are_400_with_the_field(staff):
+    response = staff.get(reverse("conductor:api-runs"), {"limit": 1000})
+    assert response.status_code == 400
+    assert response.json()["field"] == "limit"
+    assert staff.get(reverse("conductor:api-tasks"), {"cursor": "%%%"}).json()["field"] == "cursor"
+
+
+def test_a_task_that_does_not_exist_is_404(staff):
+    assert staff.get(reverse("conductor:api-task", args=["no-such-task"])).status_code == 404
+
+
+def test_a_cron_task_lists_its_next_five_runs_in_its_time_zone(staff):
+    task = Task(name="nightly", func="tests.functions.add", args_in={"a": 1}, cron="30 2 * * *",
+                timezone="Europe/Berlin")  # fmt: skip
+    task.save()
+    detail = staff.get(reverse("conductor:api-task", args=[task.task_id])).json()
+    upcoming = [datetime.fromisoformat(moment) for moment in detail["upcoming"]]
+    assert len(upcoming) == 5
+    berlin = ZoneInfo("Europe/Berlin")
+    assert all(
+        (m.hour, m.minute, m.utcoffset()) == (2, 30, m.astimezone(berlin).utcoffset()) for m in upcoming
+    )
+    assert detail["definition"]["cron"] == "30 2 * * *"
+
+
+def test_an_interval_task_lists_its_next_runs_one_interval_apart(staff):
+    task = Task(name="every minute", func="tests.functions.add", args_in={"a": 1}, loop=True, interval=60)
+    task.save()
+    upcoming = staff.get(reverse("conductor:api-task", args=[task.task_id])).json()["upcoming"]
+    gaps = {(datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
+            for a, b in itertools.pairwise(upcoming)}  # fmt: skip
+    assert (len(upcoming), gaps) == (5, {60.0})
+
+
+def test_a_run_shows_its_traceback_and_log(staff):
+    task = Task(name="t", func="tests.functions.add", args_in={"a": 1})
+    task.save()
+    run = TaskRun.objects.create(
+        task=task, status=RunStatus.FAILED, error="Traceback...\nValueError: x\n", log="hello\n"
+    )
+    detail = staff.get(reverse("conductor:api-run", args=[run.pk])).json()
+    assert (detail["error"], detail["log"], detail["task_id"]) == (run.error, "hello\n", task.task_id)
+
+
+def test_charts_answer_staff(staff):
+    assert set(staff.get(reverse("conductor:api-charts")).json()) == {
+        "at",
+        "runs_per_minute",
+        "queue_depth",
+        "durations",
+    }

@@ -1,0 +1,112 @@
+"""Tests for app.lists: filters, search, sorts and keyset pages return the database's rows, bad input a
+ListError naming the field."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from app.lists import MAX_LIMIT, ListError, encode_cursor, run_page, task_page
+from app.runnerprocess import RunnerProcess
+from app.status import RunStatus, TaskStatus
+from app.task import Task
+from app.taskrun import TaskRun
+
+pytestmark = pytest.mark.django_db
+
+
+def make_tasks(count: int, **fields) -> list[Task]:
+    tasks = []
+    for n in range(count):
+        task = Task(name=f"{fields.get('queue', 'default')} job {n:03d}", func="tests.functions.add",
+                    args_in={"a": n}, run_in=3600, **fields)  # fmt: skip
+        task.save()
+        tasks.append(task)
+    return tasks
+
+
+def all_pages(page_of, params: dict) -> list:
+    rows, cursor = [], None
+    while True:
+        page = page_of({**params, **({"cursor": [cursor]} if cursor else {})})
+        rows += page.rows
+        if not (cursor := page.next_cursor):
+            return rows
+
+
+def test_pages_walk_every_matching_task_once_in_order():
+    make_tasks(23, queue="mail")
+    make_tasks(5, queue="other")
+    rows = all_pages(task_page, {"queue": ["mail"], "limit": ["10"], "sort": ["name"]})
+    assert [task.name for task in rows] == sorted(f"mail job {n:03d}" for n in range(23))
+
+
+def test_descending_pages_break_ties_by_id():
+    tasks = make_tasks(7)
+    Task.objects.update(updated_at=timezone.now())  # every row the same sort value
+    rows = all_pages(task_page, {"limit": ["3"]})
+    assert [task.pk for task in rows] == sorted((task.pk for task in tasks), reverse=True)
+
+
+def test_filters_match_the_database():
+    make_tasks(3, queue="mail")
+    paused = make_tasks(2, queue="mail", paused=True)
+    looping = make_tasks(2, loop=True, interval=60)
+    assert {t.pk for t in task_page({"paused": ["true"]}).rows} == {t.pk for t in paused}
+    assert {t.pk for t in task_page({"loop": ["true"]}).rows} == {t.pk for t in looping}
+    assert len(task_page({"queue": ["mail"], "paused": ["false"]}).rows) == 3
+    assert len(task_page({"status": [TaskStatus.WAITING, TaskStatus.RUNNING]}).rows) == 7
+    assert task_page({"func": ["tests.functions.say"]}).rows == []
+
+
+def test_search_finds_by_name_or_exact_task_id():
+    [first, *_] = make_tasks(3, queue="mail")
+    assert [t.pk for t in task_page({"q": ["JOB 001"]}).rows] == [Task.objects.get(name="mail job 001").pk]
+    assert [t.pk for t in task_page({"q": [first.task_id]}).rows] == [first.pk]
+
+
+def test_runs_filter_by_runner_status_queue_and_task():
+    [mail] = make_tasks(1, queue="mail")
+    [other] = make_tasks(1)
+    runner = RunnerProcess.objects.create(worker_id="r1", host="h", pid=1)
+    start = timezone.now()
+    for n in range(12):
+        TaskRun.objects.create(task=mail if n % 2 else other, runner=runner if n < 4 else None,
+                               status=RunStatus.FAILED if n % 3 == 0 else RunStatus.FINISHED,
+                               started_at=start + timedelta(seconds=n))  # fmt: skip
+    assert len(all_pages(run_page, {"runner": ["r1"], "limit": ["1"]})) == 4
+    assert len(all_pages(run_page, {"queue": ["mail"], "limit": ["5"]})) == 6
+    assert len(all_pages(run_page, {"status": ["failed"], "limit": ["2"]})) == 4
+    newest_first = all_pages(run_page, {"task": [str(mail.pk)], "limit": ["4"]})
+    assert [run.started_at for run in newest_first] == sorted(
+        (r.started_at for r in newest_first), reverse=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"colour": ["red"]}, "colour"),
+        ({"status": ["sleeping"]}, "status"),
+        ({"loop": ["yes"]}, "loop"),
+        ({"sort": ["priority"]}, "sort"),
+        ({"limit": ["0"]}, "limit"),
+        ({"limit": [str(MAX_LIMIT + 1)]}, "limit"),
+        ({"limit": ["ten"]}, "limit"),
+        ({"cursor": ["not a cursor!"]}, "cursor"),
+        ({"cursor": [encode_cursor(5, 1)]}, "cursor"),  # a value that is not this sort's kind
+        ({"q": ["x" * 201]}, "q"),
+        ({"q": ["a", "b"]}, "q"),
+        ({"queue": [""]}, "queue"),
+    ],
+)
+def test_bad_input_names_the_field(params, field):
+    with pytest.raises(ListError) as caught:
+        task_page(params)
+    assert caught.value.field == field
+
+
+def test_a_run_list_refuses_a_task_id_that_is_not_a_number():
+    with pytest.raises(ListError) as caught:
+        run_page({"task": ["abc"]})
+    assert caught.value.field == "task"
