@@ -5,6 +5,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from .initialpassword import InitialPassword
 from .routing import SOCKET_PATH
 
 
@@ -19,5 +20,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 
 def _dashboard(request: HttpRequest) -> HttpResponse:
-    context = {"title": "Conductor dashboard", "socket_path": f"/{SOCKET_PATH}"}
+    context = {
+        "title": "Conductor dashboard",
+        "socket_path": f"/{SOCKET_PATH}",
+        "initial_password": InitialPassword.objects.still_in_use(request.user),
+    }
     return render(request, "conductor/dashboard.html", context)
