@@ -5,6 +5,9 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1
 PG_URL ?= postgres://postgres@127.0.0.1:5432/conductor
 REDIS_URL ?= redis://127.0.0.1:6379/0
 ADDR ?= 127.0.0.1:8000
+# DEBUG pages show tracebacks and settings to whoever connects: make run turns DEBUG on (unless
+# DJANGO_DEBUG says otherwise) only for a loopback ADDR, and forces it off for any other.
+RUN_DEBUG := $(if $(shell scripts/is-loopback '$(ADDR)' && echo loopback),$${DJANGO_DEBUG:-1},0)
 # Debian packages the tests use: Chromium (driven by Playwright, no browser download), libfaketime
 # (runners with skewed clocks), tmux (a real terminal for use_pdb) and Node.js (the dashboard's modules).
 DEBIAN_TOOLS := /usr/bin/chromium /usr/bin/faketime /usr/bin/tmux /usr/bin/node
@@ -33,7 +36,7 @@ run: venv
 	@$(PY) manage.py loaddemo
 	@echo "==> Starting the runner with the dashboard at http://$(ADDR)/dashboard/"
 	@echo "    (Ctrl-C once to finish running tasks, twice to stop at once)"
-	@DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py runtasks --serve $(ADDR)
+	@DJANGO_DEBUG=$(RUN_DEBUG) $(PY) manage.py runtasks --serve $(ADDR)
 
 $(DEBIAN_TOOLS):
 	@echo "==> Installing the Debian packages the tests use: $(DEBIAN_PACKAGES) (needs root)"

@@ -21,8 +21,9 @@ from .taskrun import TaskRun
 
 logger = logging.getLogger("conductor.actions")
 
-__all__ = ["TaskActionError", "announce", "announce_deleted", "cancel", "create", "duplicate", "pause",
-           "request_stack", "resume", "run_now", "stop_loop"]  # fmt: skip
+__all__ = ["PROTECTED_FIELDS", "TaskActionError", "announce", "announce_deleted", "cancel", "create",
+           "duplicate", "pause", "request_stack", "resume", "run_now", "stop_loop",
+           "withheld_fields"]  # fmt: skip
 
 
 def run_now(task: Task) -> str:
@@ -49,16 +50,36 @@ def resume(task: Task) -> str:
     return message
 
 
-def create(fields: dict[str, Any], conn: str | None = None) -> Task:
-    """A new task, validated like any other (ValidationError names the field)."""
-    task = Task(conn=conn, **fields)
+#: Task fields that only users with the matching permission may set: conn sends every run's output and
+#: traceback to a socket, use_pdb opens a debugger on the runner's terminal.
+PROTECTED_FIELDS = {"conn": "conductor.can_set_conn", "use_pdb": "conductor.can_use_pdb"}
+
+
+def withheld_fields(user: Any) -> set[str]:
+    """The protected fields ``user`` may not set."""
+    return {field for field, permission in PROTECTED_FIELDS.items() if not user.has_perm(permission)}
+
+
+def create(fields: dict[str, Any], conn: str | None = None, by: Any = None) -> Task:
+    """A new task, validated like any other (ValidationError names the field).
+
+    ``conn`` is the requesting socket's own channel, where its results go back. ``fields`` may set a
+    protected field only for a user (``by``) with its permission.
+    """
+    setting = {field for field in PROTECTED_FIELDS if fields.get(field) not in (None, False)}
+    refused = setting - _allowed_fields(by)
+    if refused:
+        raise ValidationError(
+            {field: f"You need the {PROTECTED_FIELDS[field]} permission to set {field}." for field in refused}
+        )
+    task = Task(**{"conn": conn, **fields})
     task.save()
     announce(task.pk, wake=True)
     return task
 
 
-def duplicate(task: Task) -> Task:
-    """A copy of the task's definition, waiting to run at once."""
+def duplicate(task: Task, by: Any) -> Task:
+    """A copy of the task's definition, waiting to run at once; use_pdb only if ``by`` may set it."""
     copy = Task(
         name=f"{task.name} (copy)"[:200],
         func=task.func,
@@ -67,7 +88,7 @@ def duplicate(task: Task) -> Task:
         interval=task.interval,
         kill_time=task.kill_time,
         db_use=task.db_use,
-        use_pdb=task.use_pdb,
+        use_pdb=task.use_pdb and "use_pdb" in _allowed_fields(by),
     )
     try:
         copy.save()
@@ -76,6 +97,11 @@ def duplicate(task: Task) -> Task:
         raise TaskActionError(f"{task.name} cannot be copied: {problems}") from exc
     announce(copy.pk, wake=True)
     return copy
+
+
+def _allowed_fields(user: Any) -> set[str]:
+    """Nobody (None) may set a protected field: every action is taken on behalf of someone."""
+    return set() if user is None else set(PROTECTED_FIELDS) - withheld_fields(user)
 
 
 def cancel(run: TaskRun, by: str, reply_to: str | None = None, request: Any = None) -> str:

@@ -119,10 +119,12 @@ class TaskAdmin(admin.ModelAdmin):
             actions.announce_deleted(pk)
 
     def get_fields(self, request: HttpRequest, obj: Task | None = None) -> list[str]:
-        fields = [*self.form.Meta.fields, *self.readonly_fields]
+        """The form builds only these fields, so a forged POST of a withheld one changes nothing."""
+        withheld = actions.withheld_fields(request.user)
         if obj is None:
-            return [f for f in self.form.Meta.fields if f != "next_run"]
-        return [f for f in fields if f != "run_in"]  # run_in only sets the first run
+            return [f for f in self.form.Meta.fields if f != "next_run" and f not in withheld]
+        fields = [*self.form.Meta.fields, *self.readonly_fields]
+        return [f for f in fields if f != "run_in" and f not in withheld]  # run_in only sets the first run
 
     @admin.display(description="status", ordering="status")
     def status_shown(self, task: Task) -> str:
@@ -201,7 +203,7 @@ class TaskAdmin(admin.ModelAdmin):
 
     @admin.action(description="Duplicate", permissions=["add"])
     def duplicate(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._apply(request, queryset, actions.duplicate, "duplicated")
+        self._apply(request, queryset, lambda task: actions.duplicate(task, by=request.user), "duplicated")
 
 
 def report(

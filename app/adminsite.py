@@ -16,7 +16,14 @@ class ConductorAdminSite(admin.AdminSite):
     index_template = "conductor/admin/index.html"
 
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        return super().index(request, {**(extra_context or {}), "conductor_summary": summary()})
+        from .initialpassword import InitialPassword
+
+        context = {
+            **(extra_context or {}),
+            "conductor_summary": summary(),
+            "initial_password": InitialPassword.objects.still_in_use(request.user),
+        }
+        return super().index(request, context)
 
 
 def summary() -> dict[str, int]:

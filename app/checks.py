@@ -231,3 +231,46 @@ def check_old_database(app_configs=None, databases=None, **kwargs) -> list:
             10,
         )
     ]
+
+
+#: Keys copied from examples and placeholders (compared lower-case, without punctuation).
+WELL_KNOWN_KEYS = {"changeme", "secret", "secretkey", "djangosecretkey", "yoursecretkey",
+                   "yoursecretkeyhere", "pleasechangeme", "replaceme", "insecure", "password", "test",
+                   "dev", "development", "notsecret", "xxx"}  # fmt: skip
+#: Django's own thresholds for a key that resists guessing (security.W009, which only --deploy runs).
+SECRET_KEY_MIN_LENGTH = 50
+SECRET_KEY_MIN_DISTINCT = 5
+GENERATE_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+
+
+@register(Tags.security)
+def check_secret_key(app_configs=None, **kwargs) -> list:
+    """Anyone who knows or guesses SECRET_KEY can forge sessions, i.e. log in as any user. Not only under
+    --deploy: the settings that start a server with DEBUG off are the ones that matter."""
+    if settings.DEBUG:
+        return []
+    keys = {"SECRET_KEY": settings.SECRET_KEY}
+    keys.update({f"SECRET_KEY_FALLBACKS[{i}]": key for i, key in enumerate(settings.SECRET_KEY_FALLBACKS)})
+    return [
+        Warning(
+            f"{name} is {weakness}: anyone who guesses it can forge a login session.",
+            hint=f"Generate one with {GENERATE_KEY} and set it as SECRET_KEY (in this repository's "
+            "settings: the DJANGO_SECRET_KEY environment variable, the same on every machine).",
+            id="conductor.W003",
+        )
+        for name, key in keys.items()
+        if (weakness := secret_key_weakness(str(key)))
+    ]
+
+
+def secret_key_weakness(key: str) -> str:
+    """What makes ``key`` guessable, or "" when nothing does; the most telling reason first."""
+    if "".join(c for c in key.lower() if c.isalnum()) in WELL_KNOWN_KEYS:
+        return "a well-known placeholder"
+    if key.startswith("django-insecure-"):
+        return "the insecure kind that startproject generates (prefixed 'django-insecure-')"
+    if len(set(key)) < SECRET_KEY_MIN_DISTINCT:
+        return f"made of fewer than {SECRET_KEY_MIN_DISTINCT} distinct characters"
+    if len(key) < SECRET_KEY_MIN_LENGTH:
+        return f"shorter than {SECRET_KEY_MIN_LENGTH} characters"
+    return ""

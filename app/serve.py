@@ -6,6 +6,7 @@ the runner's channel bridge uses that reactor's event loop, so both ends meet on
 """
 
 import asyncio
+import ipaddress
 import logging
 import threading
 
@@ -26,6 +27,20 @@ def parse_address(text: str) -> tuple[str, int]:
     if not 0 < port < 65536:
         raise ValueError(f"the port must be 1 to 65535, got {port}")
     return host, port
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach ``host`` (as parse_address gives it): 127.x, ::1, localhost.
+
+    Any other name may resolve to an address others reach, so it does not count (scripts/is-loopback
+    decides the same for make run).
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 #: Seconds to wait for the web server to report that it listens.

@@ -8,6 +8,7 @@ from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
 
 from . import conf
+from .initialpassword import InitialPassword
 from .routing import SOCKET_PATH
 
 
@@ -22,7 +23,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 
 def _dashboard(request: HttpRequest) -> HttpResponse:
-    context = {"title": "Conductor dashboard", "socket_path": f"/{SOCKET_PATH}"}
+    context = {
+        "title": "Conductor dashboard",
+        "socket_path": f"/{SOCKET_PATH}",
+        "initial_password": InitialPassword.objects.still_in_use(request.user),
+    }
     return render(request, "conductor/dashboard.html", context)
 
 

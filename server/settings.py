@@ -12,31 +12,36 @@ from pathlib import Path
 import dj_database_url
 
 from app import sqlite_options
+from app.privatefiles import create_empty, create_once
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("CONDUCTOR_VAR_DIR", BASE_DIR / "var"))
 
 
 def _secret_key() -> str:
-    """The key from the environment, else one generated once per checkout and kept out of git."""
+    """The key from the environment, else one generated once per checkout (0600, kept out of git)."""
     if key := os.environ.get("DJANGO_SECRET_KEY"):
         return key
-    path = VAR_DIR / "secret_key"
-    if not path.exists():
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    path = VAR_DIR / "secret_key"  # var/ is created 0700 when missing
+    if not (key := create_once(path, secrets.token_urlsafe(50)).strip()):
+        raise RuntimeError(f"{path} is empty: delete it, and the next start generates a new key.")
+    return key
 
 
 SECRET_KEY = _secret_key()
-DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"  # make run turns it on for the local demo
+# DEBUG pages show tracebacks and settings to whoever connects: make run turns it on only for a loopback
+# ADDR, and runtasks --serve refuses any other address while it is on.
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
 # Behind a TLS-terminating proxy: the origins browsers post from, and the header the proxy sets.
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 if os.environ.get("DJANGO_BEHIND_TLS_PROXY") == "1":
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    # Browsers then refuse plain HTTP to this host (and its subdomains) for a year. Preloading is a
+    # promise for the whole domain, left to its owner; the proxy redirects HTTP to HTTPS (docs/deploy.md).
+    SECURE_HSTS_SECONDS = 365 * 24 * 3600
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 
 INSTALLED_APPS = [
     # Before staticfiles, so that its ASGI runserver wins; this config imports Twisted only when serving.
@@ -86,11 +91,16 @@ def database_from_env() -> dict:
     url = os.environ.get("DATABASE_URL") or f"sqlite:///{default_path}"
     config = dj_database_url.parse(url, conn_max_age=0)
     if config["ENGINE"] == "django.db.backends.sqlite3":
-        Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+        if _is_file(config["NAME"]):
+            create_empty(Path(config["NAME"]))  # 0600 before SQLite makes it: sessions, password hashes
         config["OPTIONS"] = {**sqlite_options(), **config.get("OPTIONS", {})}
         # Tests get a real file beside the database, never an in-memory one.
         config["TEST"] = {"NAME": str(Path(config["NAME"]).with_suffix(".test.sqlite3"))}
     return config
+
+
+def _is_file(name: str) -> bool:
+    return name != ":memory:" and not name.startswith("file:")
 
 
 DATABASES = {"default": database_from_env()}

@@ -15,11 +15,12 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
-from app import registry
+from app import actions, registry
 from app.bridge import DASHBOARD_GROUP, RUNNERS_GROUP, runner_group
 from app.runnerprocess import RunnerProcess
 from app.status import RunnerState, RunStatus, TaskStatus
@@ -1257,3 +1258,113 @@ def test_lease_pages_are_read_only(admin_client):
     assert admin_client.post(url, {"task": "", "runner": ""}).status_code == 403
     lease.refresh_from_db()
     assert lease.task_id == task.pk
+
+
+# --- conn and use_pdb: only with their own permissions -------------------------------------------------
+# conn sends every run's output and traceback to a socket; use_pdb opens a debugger on the runner's
+# terminal. Staff who may add or change tasks must not set them without can_set_conn / can_use_pdb.
+
+ATTACKER_SOCKET = "specific.inmemory!attacker"
+PERMISSIONS = {"conn": "conductor.can_set_conn", "use_pdb": "conductor.can_use_pdb"}
+
+
+def protected_inputs(html: str) -> set[str]:
+    return {name for name in ("conn", "use_pdb") if f'name="{name}"' in html}
+
+
+def test_add_form_hides_conn_and_use_pdb_from_staff_without_their_permissions(client, django_user_model):
+    client.force_login(staff_user(django_user_model, "adder", "view_task", "add_task"))
+
+    assert protected_inputs(client.get(TASK_ADD).content.decode()) == set()
+
+
+def test_a_forged_add_of_conn_and_use_pdb_sets_neither(client, django_user_model):
+    client.force_login(staff_user(django_user_model, "adder", "view_task", "add_task"))
+
+    response = client.post(TASK_ADD, add_data(conn=ATTACKER_SOCKET, use_pdb="on"))
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    task = Task.objects.get()
+    assert (task.name, task.conn, task.use_pdb) == ("nightly", None, False)
+
+
+def test_a_forged_change_of_conn_and_use_pdb_changes_neither(client, django_user_model):
+    client.force_login(staff_user(django_user_model, "changer", "view_task", "change_task"))
+    set_by_someone_allowed = make_task(name="watched", conn="specific.inmemory!owner", use_pdb=True)
+    plain = make_task(name="plain")
+
+    html = client.get(change_url(set_by_someone_allowed)).content.decode()
+    assert protected_inputs(html) == set()
+    client.post(change_url(set_by_someone_allowed), change_data(set_by_someone_allowed, conn=ATTACKER_SOCKET))
+    response = client.post(change_url(plain), change_data(plain, conn=ATTACKER_SOCKET, use_pdb="on"))
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    set_by_someone_allowed.refresh_from_db()
+    assert (set_by_someone_allowed.conn, set_by_someone_allowed.use_pdb) == ("specific.inmemory!owner", True)
+    plain.refresh_from_db()
+    assert (plain.conn, plain.use_pdb) == (None, False)
+
+
+@pytest.mark.parametrize(("codename", "field"), [("can_set_conn", "conn"), ("can_use_pdb", "use_pdb")])
+def test_each_permission_shows_and_sets_its_own_field_only(client, django_user_model, codename, field):
+    client.force_login(staff_user(django_user_model, "trusted", "view_task", "add_task", codename))
+    assert protected_inputs(client.get(TASK_ADD).content.decode()) == {field}
+
+    response = client.post(TASK_ADD, add_data(conn="specific.inmemory!mine", use_pdb="on"))
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    task = Task.objects.get()
+    assert (task.conn, task.use_pdb) == (
+        ("specific.inmemory!mine", False) if field == "conn" else (None, True)
+    )
+
+
+def test_superusers_see_and_set_both(admin_client):
+    assert protected_inputs(admin_client.get(TASK_ADD).content.decode()) == {"conn", "use_pdb"}
+
+
+def test_duplicate_without_can_use_pdb_drops_use_pdb(client, django_user_model):
+    original = make_task(name="debugged", use_pdb=True)
+    client.force_login(staff_user(django_user_model, "adder", "view_task", "add_task"))
+
+    assert only_message(act(client, "duplicate", original)) == ("1 task duplicated", "success")
+
+    assert Task.objects.get(name="debugged (copy)").use_pdb is False
+
+
+def test_duplicate_with_can_use_pdb_keeps_it(client, django_user_model):
+    original = make_task(name="debugged", use_pdb=True, conn="specific.inmemory!owner")
+    client.force_login(staff_user(django_user_model, "debugger", "view_task", "add_task", "can_use_pdb"))
+
+    act(client, "duplicate", original)
+
+    copy = Task.objects.get(name="debugged (copy)")
+    assert (copy.use_pdb, copy.conn) == (True, None)  # results go to nobody's socket but the creator's
+
+
+@pytest.mark.parametrize("field", ["conn", "use_pdb"])
+def test_actions_create_refuses_a_protected_field_without_its_permission(django_user_model, field):
+    adder = staff_user(django_user_model, "adder", "view_task", "add_task")
+    value = ATTACKER_SOCKET if field == "conn" else True
+
+    for who in (adder, None):
+        with pytest.raises(ValidationError) as refused:
+            actions.create({"name": "sneaky", "func": ADD, "args_in": {"a": 1}, field: value}, by=who)
+        assert refused.value.message_dict == {
+            field: [f"You need the {PERMISSIONS[field]} permission to set {field}."]
+        }
+    assert not Task.objects.exists()
+
+
+def test_actions_create_sets_protected_fields_for_a_user_with_the_permissions(admin_user):
+    task = actions.create({"name": "debugged", "func": ADD, "args_in": {"a": 1}, "use_pdb": True,
+                           "conn": "specific.inmemory!mine"}, by=admin_user)  # fmt: skip
+
+    assert (task.use_pdb, task.conn) == (True, "specific.inmemory!mine")
+
+
+def test_actions_create_gives_results_to_the_requesting_socket_without_a_permission(django_user_model):
+    """The dashboard's create: conn is the creating socket's own channel, which needs no permission."""
+    task = actions.create({"name": "mine", "func": ADD, "args_in": {"a": 1}}, conn="specific.inmemory!own")
+
+    assert task.conn == "specific.inmemory!own"

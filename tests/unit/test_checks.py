@@ -11,7 +11,13 @@ from django.test import override_settings
 from django.utils import timezone
 
 from app import checks
-from app.checks import check_old_database, check_project_wiring, check_settings, check_sqlite_wal
+from app.checks import (
+    check_old_database,
+    check_project_wiring,
+    check_secret_key,
+    check_settings,
+    check_sqlite_wal,
+)
 
 
 async def PLAIN_DJANGO(scope, receive, send):
@@ -304,3 +310,86 @@ def test_a_users_own_app_labelled_app_is_not_taken_for_an_old_conductor():
         )
 
     assert check_old_database(databases=["default"]) == []
+
+
+# --- check_secret_key: a guessable SECRET_KEY forges logins ---------------------------------------
+
+STRONG_KEY = "pX3v9Qe_Lr2TzW8yKc5bN1mJf7Hd4Gs6Ua0Ro-Ei2YtVw9Zq3Xl8Mn5Bk1Cj7Fh4Dg"
+
+WEAK_KEYS = [
+    # (id, key, what the warning calls it)
+    ("deploy-doc-placeholder", "CHANGE-ME", "a well-known placeholder"),
+    ("changeme", "changeme", "a well-known placeholder"),
+    ("secret", "secret", "a well-known placeholder"),
+    ("secret-key-spaced", " Secret_Key ", "a well-known placeholder"),
+    ("startproject", "django-insecure-" + STRONG_KEY, "prefixed 'django-insecure-'"),
+    ("few-distinct", "ab" * 40, "fewer than 5 distinct characters"),
+    ("short-but-random", STRONG_KEY[:49], "shorter than 50 characters"),
+]
+
+
+@pytest.mark.parametrize(("key", "weakness"), [pytest.param(*case[1:], id=case[0]) for case in WEAK_KEYS])
+def test_a_weak_secret_key_is_a_warning_saying_how_to_make_one(settings, key, weakness):
+    settings.DEBUG = False
+    settings.SECRET_KEY = key
+
+    [warning] = check_secret_key()
+
+    assert isinstance(warning, Warning)
+    assert warning.id == "conductor.W003"
+    assert warning.msg.startswith("SECRET_KEY is ")
+    assert weakness in warning.msg
+    assert "secrets.token_urlsafe(50)" in warning.hint
+    assert "DJANGO_SECRET_KEY" in warning.hint
+
+
+@pytest.mark.parametrize("key", [case[1] for case in WEAK_KEYS])
+def test_a_weak_key_is_not_reported_with_debug_on(settings, key):
+    settings.DEBUG = True
+    settings.SECRET_KEY = key
+
+    assert check_secret_key() == []
+
+
+@pytest.mark.parametrize("key", ["django-insecure-" + STRONG_KEY, STRONG_KEY[:49]])
+def test_the_warning_never_repeats_the_key_into_logs(settings, key):
+    settings.DEBUG = False
+    settings.SECRET_KEY = key
+
+    [warning] = check_secret_key()
+
+    assert STRONG_KEY[:20] not in warning.msg + warning.hint
+
+
+def test_a_strong_key_is_not_reported(settings):
+    settings.DEBUG = False
+    settings.SECRET_KEY = STRONG_KEY
+
+    assert check_secret_key() == []
+
+
+def test_the_generated_key_of_this_checkout_is_strong(settings):
+    settings.DEBUG = False
+
+    assert check_secret_key() == []
+
+
+def test_a_weak_fallback_key_is_reported_too(settings):
+    """Signatures made with any fallback key are still accepted: a guessable one forges logins as well."""
+    settings.DEBUG = False
+    settings.SECRET_KEY = STRONG_KEY
+    settings.SECRET_KEY_FALLBACKS = [STRONG_KEY[::-1], "changeme"]
+
+    [warning] = check_secret_key()
+
+    assert warning.msg.startswith("SECRET_KEY_FALLBACKS[1] is a well-known placeholder")
+
+
+def test_manage_py_check_shows_the_weak_key_warning(settings, capsys):
+    settings.DEBUG = False
+    settings.SECRET_KEY = "CHANGE-ME"
+
+    with pytest.raises(SystemCheckError) as caught:
+        call_command("check", tag=["security"], fail_level="WARNING")
+
+    assert "(conductor.W003) SECRET_KEY is a well-known placeholder" in str(caught.value)

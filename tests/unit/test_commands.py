@@ -1,16 +1,24 @@
 """Tests for the management commands: runtasks' option checks and loaddemo."""
 
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from app.management.commands.runtasks import positive_int, seconds
+from app.serve import is_loopback, parse_address
 from app.status import TaskStatus
 from app.task import Task
 from app.taskrun import TaskRun
 from tests import functions
+from tests.acceptance.conftest import free_port, port_open
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # --- runtasks ------------------------------------------------------------------------------------
 
@@ -79,6 +87,61 @@ def test_parsers_name_the_option_they_are_given(parse, text, message):
         parse(text, "--some-option")
 
     assert str(caught.value) == message
+
+
+# --- runtasks --serve: DEBUG only on a loopback address ------------------------------------------
+
+ADDRESSES = [
+    # (ADDR as given to --serve, whether only this machine reaches it)
+    ("127.0.0.1:8000", True),
+    ("127.3.2.1:8000", True),
+    ("localhost:8000", True),
+    ("[::1]:8000", True),
+    ("8000", True),  # a bare port: served on 127.0.0.1
+    (":8000", True),
+    ("0.0.0.0:8000", False),
+    ("[::]:8000", False),
+    ("192.168.1.20:8000", False),
+    ("10.0.0.1:8000", False),
+    ("example.com:8000", False),
+    ("127.evil.example:8000", False),  # a name that merely starts like a loopback address
+    ("localhost.evil.example:8000", False),
+]
+
+
+@pytest.mark.parametrize(("addr", "loopback"), ADDRESSES)
+def test_is_loopback_counts_only_addresses_no_other_machine_reaches(addr, loopback):
+    assert is_loopback(parse_address(addr)[0]) is loopback
+
+
+@pytest.mark.parametrize(("addr", "loopback"), ADDRESSES)
+def test_make_runs_loopback_test_agrees_with_runtasks(addr, loopback):
+    decided = subprocess.run([REPO_ROOT / "scripts" / "is-loopback", addr], timeout=10)
+
+    assert (decided.returncode == 0) is loopback
+
+
+def runtasks_serve(addr: str, tmp_path: Path, debug: str) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "DATABASE_"))}
+    env.update(DJANGO_DEBUG=debug, CONDUCTOR_VAR_DIR=str(tmp_path / "var"), PYTHONPATH=str(REPO_ROOT))
+    return subprocess.run([sys.executable, "manage.py", "runtasks", "--serve", addr, "--once"], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "[::]"])
+def test_runtasks_refuses_to_serve_the_network_with_debug_on(tmp_path, host):
+    port = free_port()
+
+    refused = runtasks_serve(f"{host}:{port}", tmp_path, debug="1")
+
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(f"CommandError: --serve {host}:{port}: DEBUG is on and ")
+    assert "not a loopback address" in refused.stderr
+    assert f"--serve 127.0.0.1:{port}" in refused.stderr
+    assert "DJANGO_DEBUG=0" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not port_open(port)
+    assert "Dashboard:" not in refused.stdout
 
 
 # --- loaddemo ------------------------------------------------------------------------------------

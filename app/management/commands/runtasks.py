@@ -4,6 +4,7 @@ import logging
 import signal
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ... import conf, serve
@@ -97,9 +98,17 @@ class Command(BaseCommand):
         if text is None:
             return None
         try:
-            return serve.parse_address(text)
+            host, port = serve.parse_address(text)
         except ValueError as exc:
             raise CommandError(f"--serve: {exc}") from exc
+        if settings.DEBUG and not serve.is_loopback(host):
+            raise CommandError(
+                f"--serve {text}: DEBUG is on and {host} is not a loopback address, so error pages would "
+                "show tracebacks and settings to anyone who connects. Serve on a loopback address "
+                f"(--serve 127.0.0.1:{port}), or turn DEBUG off (DJANGO_DEBUG=0 in this repository's "
+                "settings) to serve the network."
+            )
+        return host, port
 
     def _bridge(self, address: tuple[str, int] | None) -> ChannelBridge | None:
         """Where live state goes: the served dashboard, other processes through Redis, or nowhere."""
