@@ -230,6 +230,12 @@ class Task(models.Model):
             models.Index(
                 fields=["status", "expires_at"], name="task_expiry", condition=Q(expires_at__isnull=False)
             ),
+            # The dashboard's lists (app/lists.py; plans in docs/dashboard.md). Paused and looping tasks
+            # are few: partial indexes hold only them, and cost nothing when other rows change.
+            models.Index(fields=["func", "id"], name="task_func"),
+            models.Index(fields=["name", "id"], name="task_name"),
+            models.Index(fields=["id"], name="task_paused", condition=Q(paused=True)),
+            models.Index(fields=["id"], name="task_looping", condition=Q(loop=True)),
         ]
 
     def __str__(self) -> str:

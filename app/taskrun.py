@@ -74,6 +74,11 @@ class TaskRun(models.Model):
         indexes = [
             models.Index(fields=["runner", "finished_at"], name="run_runner_open"),
             models.Index(fields=["task", "-started_at"], name="run_task_recent"),
+            # The dashboard's lists and charts (app/lists.py, app/stats.py; plans in docs/dashboard.md).
+            models.Index(fields=["task", "id"], name="run_task_page"),
+            models.Index(fields=["status", "id"], name="run_status_page"),
+            models.Index(fields=["runner", "id"], name="run_runner_page"),
+            models.Index(fields=["finished_at"], name="run_finished"),
         ]
 
     def __str__(self) -> str:

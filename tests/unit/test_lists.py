@@ -41,11 +41,12 @@ def test_pages_walk_every_matching_task_once_in_order():
     assert [task.name for task in rows] == sorted(f"mail job {n:03d}" for n in range(23))
 
 
-def test_descending_pages_break_ties_by_id():
+def test_pages_break_ties_by_id():
     tasks = make_tasks(7)
-    Task.objects.update(updated_at=timezone.now())  # every row the same sort value
-    rows = all_pages(task_page, {"limit": ["3"]})
+    Task.objects.update(name="same")  # every row the same sort value
+    rows = all_pages(task_page, {"limit": ["3"], "sort": ["-name"]})
     assert [task.pk for task in rows] == sorted((task.pk for task in tasks), reverse=True)
+    assert [task.pk for task in all_pages(task_page, {"limit": ["2"]})] == [task.pk for task in rows]
 
 
 def test_filters_match_the_database():
@@ -90,11 +91,12 @@ def test_runs_filter_by_runner_status_queue_and_task():
         ({"status": ["sleeping"]}, "status"),
         ({"loop": ["yes"]}, "loop"),
         ({"sort": ["priority"]}, "sort"),
+        ({"sort": ["name"], "cursor": [encode_cursor(5, 1)]}, "cursor"),
         ({"limit": ["0"]}, "limit"),
         ({"limit": [str(MAX_LIMIT + 1)]}, "limit"),
         ({"limit": ["ten"]}, "limit"),
         ({"cursor": ["not a cursor!"]}, "cursor"),
-        ({"cursor": [encode_cursor(5, 1)]}, "cursor"),  # a value that is not this sort's kind
+        ({"cursor": [encode_cursor(1, "one")]}, "cursor"),
         ({"q": ["x" * 201]}, "q"),
         ({"q": ["a", "b"]}, "q"),
         ({"queue": [""]}, "queue"),
