@@ -102,6 +102,8 @@ def _ended_by(exc: BaseException, task: Any, context: TaskContext) -> tuple[str,
     delivered = context.interrupts.delivered
     if delivered is not None:  # it wins, even when the task then raised something else
         status = _status_after(delivered)
+        if status == RunStatus.CANCELLED:  # its last line, which pages show, says what happened
+            return status, None, traceback.format_exc() + CANCELLED_LATE
         return status, None, _interrupt_message(task, status) + traceback.format_exc()
     if _is_ctrl_c_of_the_person_at_the_terminal(exc):
         raise
@@ -109,6 +111,9 @@ def _ended_by(exc: BaseException, task: Any, context: TaskContext) -> tuple[str,
     if task.use_pdb:
         post_mortem(exc)
     return RunStatus.FAILED, None, traceback.format_exc()
+
+
+CANCELLED_LATE = "Cancelled, and interrupted after the grace period\n"
 
 
 def _status_after(delivered: BaseException) -> str:
@@ -123,8 +128,6 @@ def _status_after(delivered: BaseException) -> str:
 def _interrupt_message(task: Any, status: str) -> str:
     if status == RunStatus.TIMED_OUT:
         return f"TimeLimitExceeded: ran longer than kill_time={task.kill_time} s\n"
-    if status == RunStatus.CANCELLED:
-        return "Cancelled, and interrupted after the grace period\n"
     return ""
 
 

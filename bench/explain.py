@@ -42,11 +42,12 @@ def fill() -> None:
                 'UTC', 0, 'once', 1, 1, 1, 60, 'thread', 0, 'q' || (n % 5), 0, now(), now(), NULL, NULL
             FROM generate_series(1, {TASKS}) n""")
         cursor.execute(f"""
-            INSERT INTO {run} (task_id, fence, attempt, thread_name, started_at, finished_at, duration, status,
-                error, log, progress_message, scheduled_for)
+            INSERT INTO {run} (task_id, fence, attempt, thread_name, started_at, finished_at, duration,
+                status, error, log, progress_message, scheduled_for)
             SELECT (SELECT min(id) FROM {task}) + (n % {TASKS}), n, 1, 'w', now() - n * interval '1 second',
                 now() - n * interval '1 second' + interval '50 ms', 0.05,
-                CASE WHEN n % 50 = 0 THEN 'failed' ELSE 'finished' END, '', '', '', now() - n * interval '1 second'
+                CASE WHEN n % 50 = 0 THEN 'failed' ELSE 'finished' END, '', '', '',
+                now() - n * interval '1 second'
             FROM generate_series(1, {RUNS}) n""")
         cursor.execute("ANALYZE")
 
