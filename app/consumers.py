@@ -1,7 +1,8 @@
 """The dashboard's WebSocket: a snapshot from the database, then live events, and staff commands.
 
-Protocol (version 1) in docs/protocol.md. Handlers of channel-layer messages are named after their
-message types (``conductor.events`` -> ``conductor_events``); browser commands are in COMMANDS.
+Protocol in docs/protocol.md, its browser-to-server messages declared in app/protocol.py. Handlers of
+channel-layer messages are named after their message types (``conductor.events`` -> ``conductor_events``);
+browser commands are in HANDLERS. Every command re-reads the session's user first (app/access.py).
 """
 
 import asyncio
@@ -12,30 +13,31 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.exceptions import ValidationError
+from django.utils.crypto import constant_time_compare
 
-from . import actions, fanout
+from . import access, actions, fanout, protocol
 from .bridge import DASHBOARD_GROUP
+from .protocol import CLOSE_FORBIDDEN, CLOSE_SIGNED_OUT, Refused
 from .snapshot import build_snapshot, task_state
 from .task import Task, TaskActionError
 
 logger = logging.getLogger("conductor.consumers")
 
-PROTOCOL = 1
 MAX_MESSAGE = 64 * 1024
-CLOSE_FORBIDDEN = 4003
-CREATE_FIELDS = {"func", "args_in", "name", "run_in", "kill_time", "loop", "interval", "db_use"}
 #: Seconds between tries to reach a channel layer that went away.
 LAYER_RETRY = 1.0
+SIGNED_OUT = "Your session has ended (you logged out, your password changed, or your account is no longer "
+SIGNED_OUT += "active staff): log in again."
+NOT_ALLOWED = "You may no longer view the dashboard (it needs staff status and conductor.view_task)."
 
-
-class CommandRefused(Exception):
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
+__all__ = ["CLOSE_FORBIDDEN", "CLOSE_SIGNED_OUT", "MAX_MESSAGE", "DashboardConsumer"]
 
 
 class DashboardConsumer(AsyncJsonWebsocketConsumer):
     layer_problem = ""
+    session_key: str | None = None
+    user_group = ""  # this user's sockets (app/access.py), joined once the user is known
+    closing = False  # closed by the server: nothing more is sent or carried out
 
     # channels assigns the layer's receive before connect(); it is wrapped so that losing the layer
     # (Redis down) leaves the page on its database view, refreshed on request, instead of closing it.
@@ -62,7 +64,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     async def _join(self) -> bool:
         """Join the dashboards' group; False (and the reason kept) while the layer cannot be reached."""
         try:
-            await self.channel_layer.group_add(DASHBOARD_GROUP, self.channel_name)
+            for group in (DASHBOARD_GROUP, self.user_group):
+                if group:
+                    await self.channel_layer.group_add(group, self.channel_name)
         except Exception as exc:
             self.layer_problem = _layer_down(exc)
             return False
@@ -74,21 +78,55 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         user = self.scope.get("user")
         allowed = bool(user and user.is_authenticated and user.is_staff)
         if allowed:
-            allowed = await database_sync_to_async(user.has_perm)("conductor.view_task")
+            allowed = await database_sync_to_async(user.has_perm)(protocol.VIEW)
         await self.accept()  # accepted first, so that the close code reaches the page
         if not allowed:
-            await self.close(code=CLOSE_FORBIDDEN)
+            await self.close_with(CLOSE_FORBIDDEN)
             return
+        self.session_key = self.scope["session"].session_key
+        self.user_group = access.user_group(user.pk)
         await self._join()
+        if not await self.still_allowed():  # checked again once in the user's group: no logout is missed
+            return
         await fanout.subscribe(self, self.channel_layer)  # runners' frames, through this process's feed
         await self.send_snapshot()
 
     async def disconnect(self, code: int) -> None:
         await fanout.unsubscribe(self, self.channel_layer)
         try:
-            await self.channel_layer.group_discard(DASHBOARD_GROUP, self.channel_name)
+            for group in (DASHBOARD_GROUP, self.user_group):
+                if group:
+                    await self.channel_layer.group_discard(group, self.channel_name)
         except Exception as exc:  # the layer is gone; its group expires by itself
             logger.info("Leaving the dashboard group failed: %s", exc)
+
+    async def still_allowed(self) -> bool:
+        """Whether the session still signs in active staff who may view the dashboard, read afresh.
+
+        When not, the page is told why and the socket closed: 4001 (signed out) when logging in again
+        helps, 4003 when the user may no longer view the dashboard at all.
+        """
+        user = await database_sync_to_async(access.session_user)(self.session_key)
+        if user is None or not user.is_staff:
+            await self.close_with(CLOSE_SIGNED_OUT, SIGNED_OUT)
+            return False
+        if not await database_sync_to_async(user.has_perm)(protocol.VIEW):
+            await self.close_with(CLOSE_FORBIDDEN, NOT_ALLOWED)
+            return False
+        self.scope["user"] = user  # with today's permissions, for the command and the snapshot
+        return True
+
+    async def close_with(self, code: int, reason: str = "") -> None:
+        if reason:
+            await self.send_error(None, reason)
+        self.closing = True
+        await self.close(code=code)
+
+    async def send(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
+    ) -> None:
+        if not self.closing:  # events may still arrive for a socket the server has closed
+            await super().send(text_data, bytes_data, close)
 
     async def send_snapshot(self) -> None:
         snapshot = await database_sync_to_async(build_snapshot)(self.scope["user"])
@@ -114,29 +152,25 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             await self.receive_json(content)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        if not isinstance(content, dict):
-            await self.send_error(None, 'A message must be a JSON object with a "type".')
+        if self.closing or not await self.still_allowed():
             return
-        request = content.get("id")
-        kind = content.get("type")
-        command = COMMANDS.get(kind) if isinstance(kind, str) else None
-        if command is None:
-            known = ", ".join(sorted(COMMANDS))
-            await self.send_error(
-                request, f"Unknown type {content.get('type')!r}; known types: {known}.", "type"
-            )
-            return
-        permission, handler = command
-        if not await database_sync_to_async(self.scope["user"].has_perm)(permission):
-            await self.send_error(request, f"You need the {permission} permission for {content['type']}.")
-            return
+        request = content.get("id") if isinstance(content, dict) else None
         try:
-            reply = await handler(self, content)
-        except CommandRefused as exc:
+            reply = await self.carry_out(content)
+        except Refused as exc:
             await self.send_error(request, str(exc), exc.field)
             return
         if reply is not None:
             await self.send_json({"type": "reply", "id": request, "ok": True, **reply})
+
+    async def carry_out(self, content: Any) -> dict | None:
+        """A known command, allowed to this user now, whose fields match its declaration: its reply."""
+        kind = protocol.command_of(content)
+        permission = protocol.COMMANDS[kind].permission
+        if not await database_sync_to_async(self.scope["user"].has_perm)(permission):
+            raise Refused(f"You need the {permission} permission for {kind}.")
+        protocol.validate(content)
+        return await HANDLERS[kind](self, content)
 
     async def send_error(self, request: Any, message: str, field: str | None = None) -> None:
         await self.send_json({"type": "error", "id": request, "error": message, "field": field})
@@ -152,39 +186,32 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
 
     async def cmd_task_action(self, content: dict) -> dict:
         action = TASK_ACTIONS[content["type"]]
-        task_pk = _whole_number(content, "task")
-        return {"message": await self._act(_on_task, action, task_pk, field="task")}
+        return {"message": await self._act(_on_task, action, content["task"], field="task")}
 
     async def cmd_create(self, content: dict) -> dict:
-        unknown = set(content) - CREATE_FIELDS - {"type", "id"}
-        if unknown:
-            raise CommandRefused(
-                f"Unknown fields {sorted(unknown)}; a task takes {sorted(CREATE_FIELDS)}.", sorted(unknown)[0]
-            )
-        fields = {key: content[key] for key in CREATE_FIELDS if key in content}
-        fields.setdefault("name", str(fields.get("func", "new_task")).rpartition(".")[2] or "new_task")
+        fields = {key: value for key, value in content.items() if key not in protocol.ENVELOPE}
+        fields.setdefault("name", (fields["func"].rpartition(".")[2] or "new_task")[:200])
         try:
             task = await database_sync_to_async(actions.create)(fields, conn=self.channel_name)
         except ValidationError as exc:
             field, messages = next(iter(exc.message_dict.items()))
-            raise CommandRefused(f"{field}: {' '.join(messages)}", field) from exc
+            raise Refused(f"{field}: {' '.join(messages)}", field) from exc
         except (TypeError, ValueError) as exc:
-            raise CommandRefused(str(exc)) from exc
+            raise Refused(str(exc)) from exc
         return {"message": f"{task.name} created", "task": task_state(task)}
 
     async def cmd_run_command(self, content: dict) -> dict | None:
         """cancel and stack: handled by the runner that owns the run's thread."""
         action = actions.cancel if content["type"] == "cancel" else actions.request_stack
-        run_pk = _whole_number(content, "run")
         who = (self.scope["user"].get_username(), self.channel_name, content.get("id"))
-        message = await self._act(_on_run, action, run_pk, *who, field="run")
+        message = await self._act(_on_run, action, content["run"], *who, field="run")
         return {"message": message} if content["type"] == "cancel" else None  # stack: the runner answers
 
     async def _act(self, function: Any, *args: Any, field: str) -> Any:
         try:
             return await database_sync_to_async(function)(*args)
         except TaskActionError as exc:
-            raise CommandRefused(str(exc), field) from exc
+            raise Refused(str(exc), field) from exc
 
     # From the channel layer -------------------------------------------------------------------
 
@@ -204,6 +231,16 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     async def command_failed(self, message: dict) -> None:
         await self.send_error(message.get("request"), message["error"], "run")
 
+    async def conductor_recheck(self, message: dict) -> None:
+        """The user logged out, or changed (app/access.py): close unless the session still allows."""
+        if self.closing:
+            return
+        ended = message.get("ended_session")
+        if ended and self.session_key and constant_time_compare(ended, access.fingerprint(self.session_key)):
+            await self.close_with(CLOSE_SIGNED_OUT, SIGNED_OUT)  # Django deletes the session after the signal
+        else:
+            await self.still_allowed()
+
 
 def _layer_down(exc: BaseException) -> str:
     return (
@@ -214,13 +251,6 @@ def _layer_down(exc: BaseException) -> str:
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON (numbers must be finite)")
-
-
-def _whole_number(content: dict, field: str) -> int:
-    value = content.get(field)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise CommandRefused(f"{field!r} must be a whole number (an id), got {value!r}.", field)
-    return value
 
 
 def _on_task(action: Any, task_pk: int) -> str:
@@ -242,11 +272,12 @@ TASK_ACTIONS = {
     "resume": actions.resume,
 }
 
-COMMANDS = {
-    "snapshot": ("conductor.view_task", DashboardConsumer.cmd_snapshot),
-    "ping": ("conductor.view_task", DashboardConsumer.cmd_ping),
-    "stack": ("conductor.view_task", DashboardConsumer.cmd_run_command),
-    "cancel": ("conductor.change_task", DashboardConsumer.cmd_run_command),
-    "create": ("conductor.add_task", DashboardConsumer.cmd_create),
-    **{action: ("conductor.change_task", DashboardConsumer.cmd_task_action) for action in TASK_ACTIONS},
+#: Each command of app/protocol.py's COMMANDS, carried out once it is allowed and valid.
+HANDLERS = {
+    "snapshot": DashboardConsumer.cmd_snapshot,
+    "ping": DashboardConsumer.cmd_ping,
+    "stack": DashboardConsumer.cmd_run_command,
+    "cancel": DashboardConsumer.cmd_run_command,
+    "create": DashboardConsumer.cmd_create,
+    **dict.fromkeys(TASK_ACTIONS, DashboardConsumer.cmd_task_action),
 }
