@@ -85,7 +85,9 @@ def scope(*headers: tuple[bytes, bytes], scheme: str = "ws") -> dict:
 
 
 def test_two_origin_headers_are_refused():
-    both = scope((b"host", b"localhost"), (b"origin", b"http://localhost"), (b"origin", b"http://evil.example"))
+    both = scope(
+        (b"host", b"localhost"), (b"origin", b"http://localhost"), (b"origin", b"http://evil.example")
+    )
     assert "is not the page's origin" in refusal(both)
 
 
