@@ -6,6 +6,7 @@ browser commands are in HANDLERS. Every command re-reads the session's user firs
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 from typing import Any
@@ -26,11 +27,11 @@ logger = logging.getLogger("conductor.consumers")
 MAX_MESSAGE = 64 * 1024
 #: Seconds between tries to reach a channel layer that went away.
 LAYER_RETRY = 1.0
-SIGNED_OUT = "Your session has ended (you logged out, your password changed, or your account is no longer "
-SIGNED_OUT += "active staff): log in again."
-NOT_ALLOWED = "You may no longer view the dashboard (it needs staff status and conductor.view_task)."
-
-__all__ = ["CLOSE_FORBIDDEN", "CLOSE_SIGNED_OUT", "MAX_MESSAGE", "DashboardConsumer"]
+SIGNED_OUT = (
+    "Signed out: log in again. (No session signs in active staff now: a logout, an expired session, a "
+    "changed password, or an account no longer active or no longer staff.)"
+)
+NOT_ALLOWED = "You may not view the dashboard: it needs the conductor.view_task permission."
 
 
 class DashboardConsumer(AsyncJsonWebsocketConsumer):
@@ -61,12 +62,15 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
                 if await self._join():  # back: a restarted Redis has forgotten the group
                     await self.send_snapshot()
 
+    def _groups(self) -> list[str]:
+        return [group for group in (DASHBOARD_GROUP, self.user_group) if group]
+
     async def _join(self) -> bool:
-        """Join the dashboards' group; False (and the reason kept) while the layer cannot be reached."""
+        """Join the dashboards' and the user's groups; False (and the reason kept) while the layer cannot
+        be reached."""
         try:
-            for group in (DASHBOARD_GROUP, self.user_group):
-                if group:
-                    await self.channel_layer.group_add(group, self.channel_name)
+            for group in self._groups():
+                await self.channel_layer.group_add(group, self.channel_name)
         except Exception as exc:
             self.layer_problem = _layer_down(exc)
             return False
@@ -75,36 +79,33 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         return True
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        allowed = bool(user and user.is_authenticated and user.is_staff)
-        if allowed:
-            allowed = await database_sync_to_async(user.has_perm)(protocol.VIEW)
         await self.accept()  # accepted first, so that the close code reaches the page
-        if not allowed:
-            await self.close_with(CLOSE_FORBIDDEN)
-            return
         self.session_key = self.scope["session"].session_key
-        self.user_group = access.user_group(user.pk)
-        await self._join()
-        if not await self.still_allowed():  # checked again once in the user's group: no logout is missed
+        user = self.scope.get("user")
+        if user is not None and user.is_authenticated:
+            self.user_group = access.user_group(user.pk)
+            with contextlib.suppress(Exception):  # without a layer, commands still check the session
+                await self.channel_layer.group_add(self.user_group, self.channel_name)
+        # Checked once in the user's group, so that no logout is missed, and before any event is sent.
+        if not await self.still_allowed():
             return
+        await self._join()
         await fanout.subscribe(self, self.channel_layer)  # runners' frames, through this process's feed
         await self.send_snapshot()
 
     async def disconnect(self, code: int) -> None:
         await fanout.unsubscribe(self, self.channel_layer)
         try:
-            for group in (DASHBOARD_GROUP, self.user_group):
-                if group:
-                    await self.channel_layer.group_discard(group, self.channel_name)
+            for group in self._groups():
+                await self.channel_layer.group_discard(group, self.channel_name)
         except Exception as exc:  # the layer is gone; its group expires by itself
             logger.info("Leaving the dashboard group failed: %s", exc)
 
     async def still_allowed(self) -> bool:
-        """Whether the session still signs in active staff who may view the dashboard, read afresh.
+        """Whether the session signs in active staff who may view the dashboard, read afresh now.
 
-        When not, the page is told why and the socket closed: 4001 (signed out) when logging in again
-        helps, 4003 when the user may no longer view the dashboard at all.
+        When not, the page is told why and the socket closed: 4001 (signed out) when logging in (again,
+        or as someone else) helps, 4003 when staff lacks the permission to view the dashboard.
         """
         user = await database_sync_to_async(access.session_user)(self.session_key)
         if user is None or not user.is_staff:

@@ -19,8 +19,8 @@ const CLOSE_SIGNED_OUT = 4001; // the session ended: logging in again helps, rec
 const CLOSE_FORBIDDEN = 4003;
 const FINAL_CLOSES = { [CLOSE_SIGNED_OUT]: "Signed out", [CLOSE_FORBIDDEN]: "not allowed (4003)" };
 const CLOSED_TITLES = {
-  [CLOSE_SIGNED_OUT]: "Your session ended (logged out, password changed, or no longer active staff): log in again.",
-  [CLOSE_FORBIDDEN]: "Your account may not view tasks (it needs staff status and the conductor.view_task permission).",
+  [CLOSE_SIGNED_OUT]: "No session signs you in (logged out, expired, password changed, or no longer active staff): log in again.",
+  [CLOSE_FORBIDDEN]: "Your account may not view tasks (it needs the conductor.view_task permission).",
 };
 const FINISH_EVENTS = new Set(["task.finished", "task.failed", "task.timed_out", "task.interrupted", "task.cancelled"]);
 const TASK_ORDER = { running: 0, waiting: 1, failed: 2, timed_out: 3, finished: 4, stopped: 5, expired: 6 };

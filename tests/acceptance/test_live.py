@@ -342,14 +342,15 @@ def test_runtasks_without_serve_or_redis_warns_that_dashboards_will_not_update(s
     assert runner.wait(30) == 0
 
 
-def test_an_anonymous_socket_is_closed_with_4003_by_a_separate_web_server(start_web, open_dashboard):
+def test_an_anonymous_socket_is_closed_with_4001_by_a_separate_web_server(start_web, open_dashboard):
     web = start_web(env=redis_env())
     wait_until(web.is_up, STARTUP)
     dashboard = open_dashboard(web.port, logged_in=False)
+    assert dashboard.receive(LIVE_WAIT)["type"] == "error"  # why: "Signed out: log in again."
     with pytest.raises(ConnectionClosed) as closed:
-        dashboard.receive(LIVE_WAIT)  # accepted, then closed at once: no snapshot first
+        dashboard.receive(LIVE_WAIT)  # accepted, then closed at once: no snapshot
     assert closed.value.rcvd is not None
-    assert closed.value.rcvd.code == 4003
+    assert closed.value.rcvd.code == 4001
 
 
 # Bad --serve addresses ----------------------------------------------------------------------------

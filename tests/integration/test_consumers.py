@@ -235,41 +235,45 @@ async def test_live_is_ok_when_the_runner_serves_the_dashboard_itself(monkeypatc
         assert page.snapshot["user"] == {"name": "viewer", "can_change": False, "can_add": False}
 
 
-async def refused_with_4003(user: Any) -> None:
+async def refused_with(user: Any, code: int) -> str:
+    """Accepted first, so that the close code reaches the page, then told why and closed: no snapshot."""
     communicator = await open_socket(user)
     try:
         connected, _ = await communicator.connect(timeout=TIMEOUT)
-        assert connected  # accepted first, so that the close code reaches the page
+        assert connected
+        error = await communicator.receive_json_from(timeout=TIMEOUT)
+        assert (error["type"], error["id"], error["field"]) == ("error", None, None)
         closed = await communicator.receive_output(timeout=TIMEOUT)
-        assert closed == {"type": "websocket.close", "code": CLOSE_FORBIDDEN}
+        assert closed == {"type": "websocket.close", "code": code}
         assert await communicator.receive_nothing()  # no snapshot leaked
+        return error["error"]
     finally:
         await communicator.disconnect(timeout=TIMEOUT)
 
 
-async def test_anonymous_is_refused_with_4003():
-    await refused_with_4003(None)
+async def test_anonymous_is_told_to_log_in_with_4001():
+    assert (await refused_with(None, CLOSE_SIGNED_OUT)).startswith("Signed out: log in again.")
 
 
-async def test_non_staff_is_refused_even_with_the_permission():
-    await refused_with_4003(await db(make_user)("outsider", staff=False, perms=("view_task",)))
+async def test_non_staff_is_told_to_log_in_even_with_the_permission():
+    await refused_with(await db(make_user)("outsider", staff=False, perms=("view_task",)), CLOSE_SIGNED_OUT)
 
 
-async def test_staff_without_view_permission_is_refused():
-    await refused_with_4003(await db(make_user)("clerk", perms=("change_task", "add_task")))
+async def test_staff_without_view_permission_is_refused_with_4003():
+    clerk = await db(make_user)("clerk", perms=("change_task", "add_task"))
+    assert "conductor.view_task" in await refused_with(clerk, CLOSE_FORBIDDEN)
 
 
-async def test_deactivated_staff_session_is_refused():
+async def test_deactivated_staff_session_is_signed_out():
     user = await db(make_user)("leaver", perms=("view_task",))
     headers = await db(session_headers)(user)
     await db(type(user).objects.filter(pk=user.pk).update)(is_active=False)
     communicator = WebsocketCommunicator(application, DASHBOARD_PATH, headers=headers)
     try:
         assert (await communicator.connect(timeout=TIMEOUT))[0]
-        assert await communicator.receive_output(timeout=TIMEOUT) == {
-            "type": "websocket.close",
-            "code": CLOSE_FORBIDDEN,
-        }
+        assert (await communicator.receive_json_from(timeout=TIMEOUT))["type"] == "error"
+        closed = await communicator.receive_output(timeout=TIMEOUT)
+        assert closed == {"type": "websocket.close", "code": CLOSE_SIGNED_OUT}
     finally:
         await communicator.disconnect(timeout=TIMEOUT)
 
@@ -510,7 +514,7 @@ async def test_losing_the_view_permission_closes_it_as_forbidden():
     async with dashboard(user) as page:
         view = await db(Permission.objects.get)(codename="view_task", content_type__app_label="conductor")
         await db(user.user_permissions.remove)(view)
-        assert "no longer view" in await closed_signed_out(page, CLOSE_FORBIDDEN)
+        assert "may not view" in await closed_signed_out(page, CLOSE_FORBIDDEN)
 
 
 async def test_a_saved_user_who_is_still_allowed_stays_connected():
