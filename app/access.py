@@ -8,7 +8,8 @@ once, through the channel layer (Redis across processes), to check again:
 - ``user_logged_out``: the message names the ending session (a hash of its key), because Django sends
   the signal before it deletes the session;
 - ``post_save`` and ``post_delete`` of the user model: whatever changed (password, ``is_active``,
-  ``is_staff``), the socket re-validates rather than guess;
+  ``is_staff``), the socket re-validates rather than guess; only a save of ``last_login`` alone, which
+  every login makes, tells nobody;
 - ``m2m_changed`` of the user's permissions and groups: a socket that lost ``view_task`` closes.
 
 Each socket joins its user's group (``user_group``) at connect. Messages go after the transaction
@@ -116,7 +117,11 @@ def on_logged_out(sender: Any, request: Any = None, user: Any = None, **kwargs: 
     tell_sockets(user.pk, ended_session=fingerprint(session_key) if session_key else None)
 
 
-def on_user_changed(sender: Any, instance: Any, using: str | None = None, **kwargs: Any) -> None:
+def on_user_changed(
+    sender: Any, instance: Any, using: str | None = None, update_fields: Any = None, **kwargs: Any
+) -> None:
+    if update_fields is not None and set(update_fields) == {"last_login"}:
+        return  # every login writes only this (update_last_login): nothing a socket depends on
     tell_sockets(instance.pk, using=using)
 
 
