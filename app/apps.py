@@ -15,11 +15,13 @@ class ConductorConfig(AppConfig):
 
     def ready(self) -> None:
         from . import (
+            access,
             checks,  # noqa: F401  (registers the system checks)
             registry,
         )
 
         registry.autodiscover()
+        access.connect_signals()  # open dashboard sockets close when their user signs out
         if not getattr(settings, "CHANNEL_LAYERS", None):
             # Channels has no layer without this setting, and a project fresh from startproject has none.
             settings.CHANNEL_LAYERS = IN_MEMORY_LAYER

@@ -16,14 +16,15 @@ from django.conf import settings
 
 
 def websocket_application(routes: list | None = None) -> Any:
-    """The dashboard's socket: origin checked, the session's user in the scope, Conductor's routes."""
+    """The dashboard's socket: exact origin checked (app/origins.py), the session's user in the scope,
+    Conductor's routes."""
     from channels.auth import AuthMiddlewareStack
     from channels.routing import URLRouter
-    from channels.security.websocket import AllowedHostsOriginValidator
 
+    from .origins import ExactOriginValidator
     from .routing import websocket_urlpatterns
 
-    return AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(routes or websocket_urlpatterns)))
+    return ExactOriginValidator(AuthMiddlewareStack(URLRouter(routes or websocket_urlpatterns)))
 
 
 def with_conductor(http_application: Any) -> Any:

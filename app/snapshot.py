@@ -9,7 +9,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from . import registry
+from . import protocol, registry
 from .bridge import layer_reaches_other_processes, shorten
 from .context import CONTEXT_PARAMETER
 
@@ -161,7 +161,7 @@ def build_snapshot(user: Any) -> dict[str, Any]:
     runs = TaskRun.objects.select_related("task").order_by("-started_at")[:RECENT_RUNS]
     return {
         "type": "snapshot",
-        "protocol": 1,
+        "protocol": protocol.VERSION,
         "at": now.timestamp(),
         "live": live_status(),
         "user": {

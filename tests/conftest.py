@@ -67,7 +67,8 @@ def start_runner() -> Iterator[Callable[..., RunningRunner]]:
 # Dashboard WebSocket helpers (tests/integration/test_consumers.py and test_live_runner.py) -------------
 
 DASHBOARD_PATH = "/ws/dashboard/"
-GOOD_ORIGIN = b"http://localhost"
+GOOD_HOST = b"localhost"
+GOOD_ORIGIN = b"http://localhost"  # the origin of a page served from GOOD_HOST over http
 
 
 def make_user(username: str, *, staff: bool = True, perms: tuple[str, ...] = (), superuser: bool = False):
@@ -82,13 +83,16 @@ def make_user(username: str, *, staff: bool = True, perms: tuple[str, ...] = (),
     return user
 
 
-def session_headers(user: Any = None, origin: bytes = GOOD_ORIGIN) -> list[tuple[bytes, bytes]]:
-    """Headers of a browser logged in as ``user`` (a real database session), or of an anonymous one."""
+def session_headers(
+    user: Any = None, origin: bytes | None = GOOD_ORIGIN, host: bytes = GOOD_HOST
+) -> list[tuple[bytes, bytes]]:
+    """Headers of a browser logged in as ``user`` (a real database session), or of an anonymous one,
+    on a page served from ``host``: the socket's origin check compares ``origin`` with it."""
     from django.conf import settings
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
     from django.contrib.sessions.backends.db import SessionStore
 
-    headers = [(b"origin", origin)] if origin else []
+    headers = [(b"host", host), *([(b"origin", origin)] if origin else [])]
     if user is not None:
         session = SessionStore()
         session[SESSION_KEY] = str(user.pk)

@@ -15,7 +15,13 @@ const LOG_KEEP = 20_000;
 const TIMELINE_SECONDS = 300;
 const KEEP_RUNS = 200;
 const SHOWN_RUNS = 50;
+const CLOSE_SIGNED_OUT = 4001; // the session ended: logging in again helps, reconnecting does not
 const CLOSE_FORBIDDEN = 4003;
+const FINAL_CLOSES = { [CLOSE_SIGNED_OUT]: "Signed out", [CLOSE_FORBIDDEN]: "not allowed (4003)" };
+const CLOSED_TITLES = {
+  [CLOSE_SIGNED_OUT]: "No session signs you in (logged out, expired, password changed, or no longer active staff): log in again.",
+  [CLOSE_FORBIDDEN]: "Your account may not view tasks (it needs the conductor.view_task permission).",
+};
 const FINISH_EVENTS = new Set(["task.finished", "task.failed", "task.timed_out", "task.interrupted", "task.cancelled"]);
 const TASK_ORDER = { running: 0, waiting: 1, failed: 2, timed_out: 3, finished: 4, stopped: 5, expired: 6 };
 
@@ -145,10 +151,10 @@ function forgetSocket() {
 
 function onClose(code) {
   forgetSocket();
-  if (code === CLOSE_FORBIDDEN) {
+  if (code in FINAL_CLOSES) {
     state.conn = { ...state.conn, state: "closed", code, retryAt: null };
     markDirty();
-    return; // not allowed: asking again would not help
+    return; // signed out or not allowed: asking again would not help
   }
   scheduleReconnect(code);
 }
@@ -600,11 +606,10 @@ function renderHeader() {
     const closed = conn.code ? ` (closed ${conn.code})` : "";
     label = conn.retryAt ? `reconnecting in ${wait} s${closed}` : `reconnecting…${closed}`;
   }
-  if (conn.state === "closed") label = conn.code === CLOSE_FORBIDDEN ? "not allowed (4003)" : `closed (${conn.code})`;
+  if (conn.state === "closed") label = FINAL_CLOSES[conn.code] ?? `closed (${conn.code})`;
   setText(indicator, label);
-  setAttr(indicator, "title", conn.state === "closed" && conn.code === CLOSE_FORBIDDEN
-    ? "Your account may not view tasks (it needs staff status and the conductor.view_task permission)."
-    : "Live connection to the runner's events");
+  byTestId("signed-out").hidden = !(conn.state === "closed" && conn.code === CLOSE_SIGNED_OUT);
+  setAttr(indicator, "title", (conn.state === "closed" && CLOSED_TITLES[conn.code]) || "Live connection to the runner's events");
   const who = state.user.name ? `${state.user.name}${state.user.can_change ? "" : " (read-only)"}` : "";
   setText(byTestId("user-name"), who);
 
@@ -1019,6 +1024,8 @@ function silentRunner(nowSeconds) {
 }
 
 function start() {
+  // The dashboard itself: signed out, it sends the browser to the login page, which comes back here.
+  byTestId("login-again").href = location.pathname + location.search;
   byTestId("close-stack").addEventListener("click", closeStack);
   byTestId("cancel-run").addEventListener("click", cancelRun);
   byTestId("create-form").addEventListener("submit", submitCreate);

@@ -126,7 +126,7 @@ def test_through_redis_a_dashboard_sees_a_task_go_waiting_running_finished(redis
     dashboard = open_dashboard(web.port)
 
     snapshot = dashboard.snapshot()
-    assert snapshot["protocol"] == 1
+    assert snapshot["protocol"] == 2
     assert snapshot["live"] == {"ok": True, "reason": ""}
     assert snapshot["user"]["can_add"] is True
     assert [(r["worker_id"], r["state"]) for r in snapshot["runners"]] == [("far", RunnerState.RUNNING)]
@@ -342,14 +342,15 @@ def test_runtasks_without_serve_or_redis_warns_that_dashboards_will_not_update(s
     assert runner.wait(30) == 0
 
 
-def test_an_anonymous_socket_is_closed_with_4003_by_a_separate_web_server(start_web, open_dashboard):
+def test_an_anonymous_socket_is_closed_with_4001_by_a_separate_web_server(start_web, open_dashboard):
     web = start_web(env=redis_env())
     wait_until(web.is_up, STARTUP)
     dashboard = open_dashboard(web.port, logged_in=False)
+    assert dashboard.receive(LIVE_WAIT)["type"] == "error"  # why: "Signed out: log in again."
     with pytest.raises(ConnectionClosed) as closed:
-        dashboard.receive(LIVE_WAIT)  # accepted, then closed at once: no snapshot first
+        dashboard.receive(LIVE_WAIT)  # accepted, then closed at once: no snapshot
     assert closed.value.rcvd is not None
-    assert closed.value.rcvd.code == 4003
+    assert closed.value.rcvd.code == 4001
 
 
 # Bad --serve addresses ----------------------------------------------------------------------------

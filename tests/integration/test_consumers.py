@@ -16,8 +16,9 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
+from app import protocol
 from app.bridge import DASHBOARD_GROUP
-from app.consumers import CLOSE_FORBIDDEN, MAX_MESSAGE
+from app.consumers import CLOSE_FORBIDDEN, CLOSE_SIGNED_OUT, MAX_MESSAGE
 from app.runnerprocess import RunnerProcess
 from app.snapshot import run_state, runner_state, task_state
 from app.status import RunnerState, RunStatus, TaskStatus
@@ -25,7 +26,7 @@ from app.task import Task
 from app.taskrun import TaskRun
 from server.asgi import application
 from tests import functions
-from tests.conftest import DASHBOARD_PATH, make_user, session_headers
+from tests.conftest import DASHBOARD_PATH, GOOD_HOST, GOOD_ORIGIN, make_user, session_headers
 
 pytestmark = [
     pytest.mark.asyncio,
@@ -50,6 +51,13 @@ def viewer():
     return make_user("viewer", perms=("view_task",))
 
 
+def the_editor():
+    """The editor, made on first use: for tests that open many sockets as one user."""
+    from django.contrib.auth.models import User
+
+    return User.objects.filter(username="editor").first() or editor()
+
+
 def make_task(func=functions.add, **fields: Any) -> Task:
     fields.setdefault("args_in", {"a": 1})
     task = Task(func=func, **fields)
@@ -61,9 +69,13 @@ def get_task(pk: int) -> Task:
     return Task.objects.get(pk=pk)
 
 
-async def open_socket(user: Any = None, origin: bytes | None = b"http://localhost") -> WebsocketCommunicator:
-    headers = await db(session_headers)(user, origin)
-    return WebsocketCommunicator(application, DASHBOARD_PATH, headers=headers)
+async def open_socket(
+    user: Any = None, origin: bytes | None = GOOD_ORIGIN, host: bytes = GOOD_HOST, scheme: str = "ws"
+) -> WebsocketCommunicator:
+    headers = await db(session_headers)(user, origin, host)
+    communicator = WebsocketCommunicator(application, DASHBOARD_PATH, headers=headers)
+    communicator.scope["scheme"] = scheme  # read when the application starts, at connect()
+    return communicator
 
 
 @asynccontextmanager
@@ -163,7 +175,7 @@ async def test_staff_gets_a_snapshot_that_matches_the_database():
     async with dashboard(user) as page:
         snapshot = page.snapshot
         await still_open(page)
-    assert snapshot["protocol"] == 1
+    assert snapshot["protocol"] == protocol.VERSION == 2
     assert abs(snapshot["at"] - timezone.now().timestamp()) < 30
     assert snapshot["user"] == {"name": "editor", "can_change": True, "can_add": True}
     # The in-memory layer cannot carry another process's runner events: the page is told so, and why.
@@ -223,41 +235,45 @@ async def test_live_is_ok_when_the_runner_serves_the_dashboard_itself(monkeypatc
         assert page.snapshot["user"] == {"name": "viewer", "can_change": False, "can_add": False}
 
 
-async def refused_with_4003(user: Any) -> None:
+async def refused_with(user: Any, code: int) -> str:
+    """Accepted first, so that the close code reaches the page, then told why and closed: no snapshot."""
     communicator = await open_socket(user)
     try:
         connected, _ = await communicator.connect(timeout=TIMEOUT)
-        assert connected  # accepted first, so that the close code reaches the page
+        assert connected
+        error = await communicator.receive_json_from(timeout=TIMEOUT)
+        assert (error["type"], error["id"], error["field"]) == ("error", None, None)
         closed = await communicator.receive_output(timeout=TIMEOUT)
-        assert closed == {"type": "websocket.close", "code": CLOSE_FORBIDDEN}
+        assert closed == {"type": "websocket.close", "code": code}
         assert await communicator.receive_nothing()  # no snapshot leaked
+        return error["error"]
     finally:
         await communicator.disconnect(timeout=TIMEOUT)
 
 
-async def test_anonymous_is_refused_with_4003():
-    await refused_with_4003(None)
+async def test_anonymous_is_told_to_log_in_with_4001():
+    assert (await refused_with(None, CLOSE_SIGNED_OUT)).startswith("Signed out: log in again.")
 
 
-async def test_non_staff_is_refused_even_with_the_permission():
-    await refused_with_4003(await db(make_user)("outsider", staff=False, perms=("view_task",)))
+async def test_non_staff_is_told_to_log_in_even_with_the_permission():
+    await refused_with(await db(make_user)("outsider", staff=False, perms=("view_task",)), CLOSE_SIGNED_OUT)
 
 
-async def test_staff_without_view_permission_is_refused():
-    await refused_with_4003(await db(make_user)("clerk", perms=("change_task", "add_task")))
+async def test_staff_without_view_permission_is_refused_with_4003():
+    clerk = await db(make_user)("clerk", perms=("change_task", "add_task"))
+    assert "conductor.view_task" in await refused_with(clerk, CLOSE_FORBIDDEN)
 
 
-async def test_deactivated_staff_session_is_refused():
+async def test_deactivated_staff_session_is_signed_out():
     user = await db(make_user)("leaver", perms=("view_task",))
     headers = await db(session_headers)(user)
     await db(type(user).objects.filter(pk=user.pk).update)(is_active=False)
     communicator = WebsocketCommunicator(application, DASHBOARD_PATH, headers=headers)
     try:
         assert (await communicator.connect(timeout=TIMEOUT))[0]
-        assert await communicator.receive_output(timeout=TIMEOUT) == {
-            "type": "websocket.close",
-            "code": CLOSE_FORBIDDEN,
-        }
+        assert (await communicator.receive_json_from(timeout=TIMEOUT))["type"] == "error"
+        closed = await communicator.receive_output(timeout=TIMEOUT)
+        assert closed == {"type": "websocket.close", "code": CLOSE_SIGNED_OUT}
     finally:
         await communicator.disconnect(timeout=TIMEOUT)
 
@@ -268,20 +284,295 @@ async def test_superuser_is_accepted():
         assert page.snapshot["user"] == {"name": "root", "can_change": True, "can_add": True}
 
 
-@pytest.mark.parametrize("origin", [b"http://evil.example", b"http://localhost.evil.example", None])
-async def test_foreign_or_missing_origin_is_refused_in_the_handshake(origin):
-    communicator = await open_socket(await db(editor)(), origin=origin)
+async def handshake_accepted(**how: Any) -> bool:
+    """Whether a logged-in editor's socket opened with these headers gets past the handshake."""
+    communicator = await open_socket(await db(the_editor)(), **how)
     try:
         connected, _ = await communicator.connect(timeout=TIMEOUT)
-        assert not connected
+        if connected:
+            assert (await communicator.receive_json_from(timeout=TIMEOUT))["type"] == "snapshot"
+        return connected
     finally:
         await communicator.disconnect(timeout=TIMEOUT)
+
+
+@pytest.mark.parametrize(
+    "origin", [b"http://evil.example", b"http://localhost.evil.example", b"null", b"localhost", None]
+)
+async def test_foreign_or_missing_origin_is_refused_in_the_handshake(origin):
+    assert not await handshake_accepted(origin=origin)
+
+
+@pytest.mark.parametrize(
+    ("host", "origin"),
+    [
+        (b"localhost:8000", b"http://localhost:9000"),  # an app on another port of the same host
+        (b"localhost:8000", b"http://localhost"),
+        (b"localhost", b"http://localhost:8000"),
+        (b"127.0.0.1:8000", b"http://localhost:8000"),  # the same machine under another name
+    ],
+)
+async def test_a_page_on_another_port_or_host_name_is_refused(host, origin):
+    assert not await handshake_accepted(host=host, origin=origin)
+
+
+async def test_the_page_origin_with_a_port_and_with_the_default_port_written_out_is_accepted():
+    assert await handshake_accepted(host=b"localhost:8000", origin=b"http://localhost:8000")
+    assert await handshake_accepted(host=b"localhost:80", origin=b"http://localhost")
+    assert await handshake_accepted(host=b"localhost", origin=b"http://LOCALHOST:80")
+
+
+async def test_http_and_https_are_different_origins():
+    assert not await handshake_accepted(scheme="ws", origin=b"https://localhost")
+    assert not await handshake_accepted(scheme="wss", origin=b"http://localhost")
+    assert await handshake_accepted(scheme="wss", origin=b"https://localhost")
+
+
+async def test_behind_a_tls_proxy_its_header_decides_the_scheme(settings):
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+    async def through_proxy(proto: bytes, origin: bytes) -> bool:
+        communicator = await open_socket(await db(the_editor)(), origin=origin)
+        communicator.scope["headers"].append((b"x-forwarded-proto", proto))
+        try:
+            return (await communicator.connect(timeout=TIMEOUT))[0]
+        finally:
+            await communicator.disconnect(timeout=TIMEOUT)
+
+    assert await through_proxy(b"https", b"https://localhost")
+    assert not await through_proxy(b"https", b"http://localhost")
+    assert not await through_proxy(b"http", b"https://localhost")
+
+
+async def test_a_trusted_origin_is_accepted_and_only_exactly(settings):
+    settings.CSRF_TRUSTED_ORIGINS = ["https://dash.example.com", "https://*.corp.example", "*"]
+    assert await handshake_accepted(origin=b"https://dash.example.com")
+    assert await handshake_accepted(origin=b"https://dash.example.com:443")
+    assert await handshake_accepted(origin=b"https://a.b.corp.example")  # Django's subdomain syntax
+    assert not await handshake_accepted(origin=b"http://dash.example.com")
+    assert not await handshake_accepted(origin=b"https://dash.example.com:8443")
+    assert not await handshake_accepted(origin=b"https://evildash.example.com")
+    assert not await handshake_accepted(origin=b"https://evilcorp.example")
+    assert not await handshake_accepted(origin=b"https://elsewhere.example")  # a bare * trusts nothing
+
+
+async def test_allowed_hosts_star_accepts_no_foreign_origin(settings):
+    settings.ALLOWED_HOSTS = ["*"]
+    assert not await handshake_accepted(origin=b"http://evil.example")
+    assert not await handshake_accepted(host=b"evil.example", origin=b"http://localhost")
+    assert await handshake_accepted(host=b"dashboard.example", origin=b"http://dashboard.example")
+
+
+async def test_a_host_outside_allowed_hosts_is_refused_even_with_its_own_origin(caplog):
+    assert not await handshake_accepted(host=b"evil.example", origin=b"http://evil.example")
+    assert not await handshake_accepted(host=b"", origin=b"http://localhost")
+    refusals = [r for r in caplog.records if r.name == "conductor.origins"]
+    assert [r.levelname for r in refusals] == ["INFO", "INFO"]
+    assert "ALLOWED_HOSTS" in refusals[0].getMessage()
+    assert "evil.example" in refusals[0].getMessage()
+
+
+async def test_a_refused_origin_is_logged_once_saying_what_to_configure(caplog):
+    assert not await handshake_accepted(host=b"localhost:8000", origin=b"http://localhost:9000")
+    refusals = [r for r in caplog.records if r.name == "conductor.origins"]
+    assert len(refusals) == 1
+    assert refusals[0].levelname == "INFO"
+    message = refusals[0].getMessage()
+    assert "'http://localhost:9000'" in message
+    assert "http://localhost:8000" in message  # the page's origin
+    assert "CSRF_TRUSTED_ORIGINS" in message
 
 
 async def test_a_closed_page_leaves_the_dashboard_group(fresh_channel_layer):
     async with dashboard(await db(viewer)()):
         assert len(fresh_channel_layer.groups[DASHBOARD_GROUP]) == 1
     assert not fresh_channel_layer.groups.get(DASHBOARD_GROUP)
+
+
+# Signed out while connected ------------------------------------------------------------------------
+
+#: "Within a second": how long a revoked socket may stay open.
+REVOKED_WITHIN = 1.0
+
+
+def session_key_of(communicator: WebsocketCommunicator) -> str:
+    from django.conf import settings
+
+    cookie = dict(communicator.scope["headers"])[b"cookie"].decode()
+    return cookie.removeprefix(f"{settings.SESSION_COOKIE_NAME}=")
+
+
+async def closed_signed_out(communicator: WebsocketCommunicator, code: int = CLOSE_SIGNED_OUT) -> str:
+    """The socket is closed with ``code`` within REVOKED_WITHIN, after an error saying why; returns it."""
+    told = await communicator.receive_output(timeout=REVOKED_WITHIN)
+    assert told["type"] == "websocket.send", told
+    error = json.loads(told["text"])
+    assert (error["type"], error["id"], error["field"]) == ("error", None, None)
+    assert await communicator.receive_output(timeout=REVOKED_WITHIN) == {
+        "type": "websocket.close",
+        "code": code,
+    }
+    assert await communicator.receive_nothing()  # nothing after the close
+    return error["error"]
+
+
+def log_out_through_the_admin(session_key: str) -> None:
+    """What a browser does: POST /admin/logout/ with its session cookie (Django's logout())."""
+    from django.conf import settings
+    from django.test import Client
+
+    client = Client()
+    client.cookies[settings.SESSION_COOKIE_NAME] = session_key
+    assert client.post("/admin/logout/").status_code == 200
+
+
+def change_user(pk: int, **changes: Any) -> None:
+    """An edit as the admin or a shell makes it: the user saved (post_save)."""
+    from django.contrib.auth.models import User
+
+    user = User.objects.get(pk=pk)
+    for name, value in changes.items():
+        setattr(user, name, value)
+    user.save()
+
+
+def set_password(pk: int, password: str) -> None:
+    from django.contrib.auth.models import User
+
+    user = User.objects.get(pk=pk)
+    user.set_password(password)
+    user.save()
+
+
+async def test_logging_out_closes_the_open_dashboard_at_once():
+    task = await db(make_task)(name="kept")
+    async with dashboard(await db(editor)()) as page:
+        await db(log_out_through_the_admin)(session_key_of(page))
+        assert "log in again" in await closed_signed_out(page)
+        await page.send_json_to({"type": "pause", "task": task.pk})  # too late: nobody listens
+        assert await page.receive_nothing()
+    assert (await db(get_task)(task.pk)).paused is False
+
+
+async def test_logging_out_in_one_browser_leaves_the_other_browsers_session_open():
+    user = await db(editor)()
+    async with dashboard(user) as here, dashboard(user) as elsewhere:
+        await db(log_out_through_the_admin)(session_key_of(here))
+        await closed_signed_out(here)
+        await still_open(elsewhere)
+
+
+async def test_the_logout_signal_alone_closes_it_before_the_session_is_deleted():
+    """Django sends user_logged_out before it deletes the session: the socket must not wait for that."""
+    from django.contrib.auth import user_logged_out
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.http import HttpRequest
+
+    user = await db(editor)()
+    async with dashboard(user) as page:
+        request = HttpRequest()
+        request.session = SessionStore(session_key_of(page))
+        await db(user_logged_out.send)(sender=type(user), request=request, user=user)
+        await closed_signed_out(page)
+        assert await db(request.session.exists)(request.session.session_key)  # still there
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"is_active": False}, id="deactivated"),
+        pytest.param({"is_staff": False}, id="no-longer-staff"),
+    ],
+)
+async def test_a_user_who_loses_active_staff_status_is_closed_at_once(change):
+    user = await db(editor)()
+    async with dashboard(user) as page, dashboard(await db(viewer)()) as other:
+        await db(change_user)(user.pk, **change)
+        await closed_signed_out(page)
+        await still_open(other)  # only that user's sockets
+
+
+async def test_a_password_change_closes_the_sockets_of_every_session():
+    user = await db(editor)()
+    async with dashboard(user) as page, dashboard(user) as second:
+        await db(set_password)(user.pk, "a new long passphrase")
+        await closed_signed_out(page)
+        await closed_signed_out(second)
+
+
+async def test_a_deleted_user_is_closed_at_once():
+    user = await db(editor)()
+    async with dashboard(user) as page:
+        await db(type(user).objects.filter(pk=user.pk).delete)()
+        await closed_signed_out(page)
+
+
+async def test_losing_the_view_permission_closes_it_as_forbidden():
+    from django.contrib.auth.models import Permission
+
+    user = await db(editor)()
+    async with dashboard(user) as page:
+        view = await db(Permission.objects.get)(codename="view_task", content_type__app_label="conductor")
+        await db(user.user_permissions.remove)(view)
+        assert "may not view" in await closed_signed_out(page, CLOSE_FORBIDDEN)
+
+
+async def test_a_saved_user_who_is_still_allowed_stays_connected():
+    user = await db(editor)()
+    async with dashboard(user) as page:
+        await db(change_user)(user.pk, first_name="Ada")
+        assert await page.receive_nothing(timeout=REVOKED_WITHIN)
+        await still_open(page)
+
+
+def quietly(action: str, pk: int, session_key: str) -> None:
+    """Revocations that send no signal: only the next command can notice them."""
+    from django.contrib.auth.models import User
+    from django.contrib.sessions.models import Session
+
+    if action == "session-deleted":
+        Session.objects.filter(session_key=session_key).delete()
+    elif action == "session-expired":
+        Session.objects.filter(session_key=session_key).update(expire_date=timezone.now())
+    elif action == "password-changed":
+        User.objects.filter(pk=pk).update(password="pbkdf2_sha256$1$salt$changed")
+    else:
+        User.objects.filter(pk=pk).update(**{action: False})
+
+
+@pytest.mark.parametrize(
+    "action", ["session-deleted", "session-expired", "password-changed", "is_active", "is_staff"]
+)
+@pytest.mark.parametrize("command", ["pause", "ping", "create"])
+async def test_every_command_checks_the_session_again_first(action, command):
+    task = await db(make_task)(name="untouched")
+    commands = {
+        "pause": {"type": "pause", "task": task.pk},
+        "ping": {"type": "ping"},
+        "create": {"type": "create", "func": "tests.functions.add", "args_in": {"a": 1}},
+    }
+    user = await db(editor)()
+    async with dashboard(user) as page:
+        await db(quietly)(action, user.pk, session_key_of(page))
+        assert await page.receive_nothing()  # no signal: the socket does not know yet
+        await page.send_json_to({**commands[command], "id": "after"})
+        assert "log in again" in await closed_signed_out(page)
+    assert [t.name for t in await db(list)(Task.objects.all())] == ["untouched"]
+    assert (await db(get_task)(task.pk)).paused is False
+
+
+async def test_a_permission_removed_while_connected_refuses_the_next_command():
+    from django.contrib.auth.models import Permission
+
+    task = await db(make_task)(name="guarded")
+    user = await db(editor)()
+    async with dashboard(user) as page:
+        change = await db(Permission.objects.get)(codename="change_task", content_type__app_label="conductor")
+        await db(user.user_permissions.remove)(change)
+        error = await ask(page, type="pause", task=task.pk, id="p")
+        assert error["error"] == "You need the conductor.change_task permission for pause."
+        await still_open(page)  # may still view
+    assert (await db(get_task)(task.pk)).paused is False
 
 
 # Commands -------------------------------------------------------------------------------------------
@@ -326,9 +617,12 @@ async def test_run_now_of_a_task_that_does_not_exist():
     async with dashboard(await db(editor)()) as page:
         error = await ask(page, type="run_now", task=987654, id=None)
         assert error == {"type": "error", "id": None, "error": "There is no task 987654.", "field": "task"}
-        error = await ask(page, type="pause", task=2**70)  # beyond any integer column
+        error = await ask(page, type="pause", task=protocol.MAX_ID)  # the largest id a column holds
         assert error["field"] == "task"
         assert "There is no task" in error["error"]
+        error = await ask(page, type="pause", task=2**70)  # beyond any integer column: not an id
+        assert error["field"] == "task"
+        assert error["error"].startswith("task: expects an id (a whole number from 1 to ")
         await still_open(page)
 
 
@@ -408,17 +702,19 @@ async def test_create_with_every_field():
     ("fields", "field", "words"),
     [
         ({"func": "os.system", "args_in": {"command": "true"}}, "func", "not a registered task function"),
-        ({"args_in": {"a": 1}}, "func", "registered task function"),
+        ({"args_in": {"a": 1}}, "func", "required for create: a string of 1 to 255 characters"),
         ({"func": "tests.functions.add", "args_in": {"c": 1}}, "args_in", "do not fit tests.functions.add"),
         ({"func": "tests.functions.add"}, "args_in", "missing a required argument: 'a'"),
         ({"func": "tests.functions.add", "args_in": [1, 2]}, "args_in", "JSON object"),
-        ({"func": "tests.functions.add", "args_in": {"a": 1}, "run_in": -1}, "run_in", "run_in must be"),
+        ({"func": "tests.functions.add", "args_in": {"a": 1}, "run_in": -1}, "run_in", "0 to 316224000"),
         ({"func": "tests.functions.add", "args_in": {"a": 1}, "kill_time": 0}, "kill_time", "above 0"),
-        ({"func": "tests.functions.add", "args_in": {"a": 1}, "interval": "soon"}, "interval", "float"),
+        ({"func": "tests.functions.add", "args_in": {"a": 1}, "interval": "soon"}, "interval",
+         'a number (JSON, not a string), 0 to 316224000; got "soon"'),
         ({"func": "tests.functions.add", "args_in": {"a": 1}, "loop": True, "interval": 0}, "interval",
          "looping task needs an interval"),
-        ({"func": "tests.functions.add", "args_in": {"a": 1}, "name": "x" * 201}, "name", "at most 200"),
-        ({"func": "tests.functions.add", "args_in": {"a": 1}, "loop": "often"}, "loop", "True or False"),
+        ({"func": "tests.functions.add", "args_in": {"a": 1}, "name": "x" * 201}, "name",
+         "1 to 200 characters"),
+        ({"func": "tests.functions.add", "args_in": {"a": 1}, "loop": "often"}, "loop", "true or false"),
     ],
 )  # fmt: skip
 async def test_create_refuses_an_invalid_task_naming_the_field(fields, field, words):
@@ -562,8 +858,8 @@ async def test_a_binary_frame_gets_an_error():
 
 async def test_a_message_just_under_the_limit_is_read():
     async with dashboard(await db(editor)()) as page:
-        text = json.dumps({"type": "ping", "id": 5, "pad": ""})
-        text = text.replace('"pad": ""', '"pad": "' + "x" * (MAX_MESSAGE - len(text)) + '"')
+        text = json.dumps({"type": "ping", "id": ""})  # the id may be any JSON: it pads the message
+        text = text.replace('"id": ""', '"id": "' + "x" * (MAX_MESSAGE - len(text)) + '"')
         assert len(text) == MAX_MESSAGE
         await page.send_to(text_data=text)
         assert (await next_of(page, "reply", "error"))["pong"] is True
@@ -574,15 +870,27 @@ async def test_a_message_just_under_the_limit_is_read():
     [
         ({"type": "explode", "id": 3}, "type", "Unknown type 'explode'"),
         ({"id": 3}, "type", "Unknown type None"),
-        ({"type": "run_now", "id": 3}, "task", "'task' must be a whole number (an id), got None"),
-        ({"type": "run_now", "id": 3, "task": "1"}, "task", "got '1'"),
-        ({"type": "pause", "id": 3, "task": True}, "task", "got True"),
-        ({"type": "resume", "id": 3, "task": None}, "task", "got None"),
+        ({"type": "run_now", "id": 3}, "task", "task: required for run_now: an id (a whole number from 1"),
+        ({"type": "run_now", "id": 3, "task": "1"}, "task", 'got "1"'),
+        ({"type": "pause", "id": 3, "task": True}, "task", "got true"),
+        ({"type": "resume", "id": 3, "task": None}, "task", "got null"),
         ({"type": "stop_loop", "id": 3, "task": 1.0}, "task", "got 1.0"),
         ({"type": "run_now", "id": 3, "task": [1]}, "task", "got [1]"),
-        ({"type": "cancel", "id": 3, "run": "7"}, "run", "'run' must be a whole number"),
-        ({"type": "cancel", "id": 3}, "run", "got None"),
-        ({"type": "stack", "id": 3, "run": False}, "run", "got False"),
+        ({"type": "run_now", "id": 3, "task": 0}, "task", "task: expects an id"),
+        ({"type": "pause", "id": 3, "task": -5}, "task", "got -5"),
+        ({"type": "cancel", "id": 3, "run": "7"}, "run", "run: expects an id (a whole number from 1 to "),
+        ({"type": "cancel", "id": 3}, "run", "run: required for cancel"),
+        ({"type": "stack", "id": 3, "run": False}, "run", "got false"),
+        (
+            {"type": "ping", "id": 3, "task": 1},
+            "task",
+            "task: ping takes no field 'task' (it takes no fields)",
+        ),
+        (
+            {"type": "pause", "id": 3, "task": 1, "run": 2},
+            "run",
+            "pause takes no field 'run' (it takes task)",
+        ),
     ],
 )
 async def test_malformed_commands_get_an_error_naming_the_field(content, field, words):
@@ -627,3 +935,141 @@ async def test_non_finite_numbers_are_not_json(constant):
         assert error["id"] is None
         assert error["error"].startswith("Not JSON")
         await still_open(page)
+
+
+# Strict messages: every field of every command, generated from app/protocol.py's declaration ---------
+
+#: A value of each JSON type, and which of them each kind of field accepts.
+JSON_VALUES = {
+    "string": "5",
+    "whole number": 5,
+    "fraction": 0.5,
+    "true": True,
+    "false": False,
+    "null": None,
+    "array": [5],
+    "object": {"a": 5},
+}
+ACCEPTED = {
+    "id": {"whole number"},
+    "number": {"whole number", "fraction"},
+    "string": {"string"},
+    "boolean": {"true", "false"},
+    "object": {"object"},
+}
+#: A valid value of each kind, for the fields beside the one under test.
+VALID = {"id": 1, "number": 1, "string": "tests.functions.add", "boolean": False, "object": {"a": 1}}
+FIELDS = [
+    pytest.param(kind, name, id=f"{kind}.{name}")
+    for kind, command in protocol.COMMANDS.items()
+    for name in command.fields
+]
+
+
+async def test_every_kind_of_field_is_covered_here():
+    assert set(ACCEPTED) == set(protocol.KINDS)
+
+
+def valid_message(kind: str) -> dict:
+    declared = protocol.COMMANDS[kind].fields
+    return {"type": kind, **{name: VALID[f.kind] for name, f in declared.items() if f.required}}
+
+
+def out_of_range(declaration: protocol.Field) -> list[Any]:
+    """Values of the right JSON type just beyond the declared limits."""
+    if declaration.kind == "id":
+        return [0, -1, protocol.MAX_ID + 1]
+    if declaration.kind == "number":
+        low = [declaration.above] if declaration.above is not None else [declaration.minimum - 0.001]
+        return [*low, declaration.maximum + 0.001, declaration.maximum * 2]
+    if declaration.kind == "string":
+        return ["x" * (declaration.maximum + 1), *([""] if declaration.min_length else [])]
+    if declaration.kind == "object":
+        return [{"a": "x" * declaration.maximum}]
+    return []
+
+
+def database_state() -> tuple:
+    return (list(Task.objects.order_by("pk").values()), list(TaskRun.objects.order_by("pk").values()))
+
+
+async def refused_naming(page: WebsocketCommunicator, message: dict, field: str) -> str:
+    error = await ask(page, **message, id="bad")
+    assert (error["type"], error["id"], error["field"]) == ("error", "bad", field), (message, error)
+    assert error["error"].startswith(f"{field}: "), error
+    return error["error"]
+
+
+async def refused_changing_nothing(messages: list[tuple[dict, str]]) -> list[str]:
+    """Send each (message, field) as an editor on a page with a task and a run; each is refused naming
+    the field, and the database is as it was."""
+    task = await db(make_task)(name="bystander", loop=True, interval=30)
+    await db(TaskRun.objects.create)(task=task)
+    before = await db(database_state)()
+    async with dashboard(await db(make_user)("boss", superuser=True)) as page:
+        errors = [await refused_naming(page, message, field) for message, field in messages]
+        await still_open(page)
+    assert await db(database_state)() == before
+    return errors
+
+
+@pytest.mark.parametrize(("kind", "name"), FIELDS)
+async def test_a_field_of_another_json_type_is_refused_naming_it(kind, name):
+    declaration = protocol.COMMANDS[kind].fields[name]
+    wrong = [value for label, value in JSON_VALUES.items() if label not in ACCEPTED[declaration.kind]]
+    errors = await refused_changing_nothing([({**valid_message(kind), name: v}, name) for v in wrong])
+    assert all(f"expects {declaration.expects()}; got " in error for error in errors)
+
+
+@pytest.mark.parametrize(("kind", "name"), FIELDS)
+async def test_a_value_beyond_the_limits_is_refused_naming_it(kind, name):
+    declaration = protocol.COMMANDS[kind].fields[name]
+    beyond = out_of_range(declaration)
+    await refused_changing_nothing([({**valid_message(kind), name: value}, name) for value in beyond])
+
+
+@pytest.mark.parametrize("kind", protocol.COMMANDS)
+async def test_unknown_fields_are_refused_naming_them(kind):
+    unknown = ["extra", "conn", "use_pdb", "pk", "__proto__"]
+    await refused_changing_nothing([({**valid_message(kind), name: 1}, name) for name in unknown])
+
+
+@pytest.mark.parametrize(
+    "kind", [k for k, c in protocol.COMMANDS.items() if any(f.required for f in c.fields.values())]
+)
+async def test_a_missing_required_field_is_refused_naming_it(kind):
+    required = [name for name, f in protocol.COMMANDS[kind].fields.items() if f.required]
+    messages = [({k: v for k, v in valid_message(kind).items() if k != name}, name) for name in required]
+    await refused_changing_nothing(messages)
+
+
+async def test_the_coercions_of_protocol_1_are_refused():
+    """What version 1 let through (issue 14): a name that is an object, run_in and loop as strings."""
+    create = {"type": "create", "func": "tests.functions.noop"}
+    errors = await refused_changing_nothing([
+        ({**create, "name": {"a": 1}}, "name"),
+        ({**create, "run_in": "5"}, "run_in"),
+        ({**create, "loop": "1"}, "loop"),
+        ({**create, "loop": 1}, "loop"),
+        ({**create, "interval": True}, "interval"),
+        ({**create, "args_in": "{}"}, "args_in"),
+    ])  # fmt: skip
+    assert errors[0] == 'name: expects a string of 1 to 200 characters; got {"a": 1}.'
+
+
+async def test_a_number_too_large_for_a_float_is_refused():
+    async with dashboard(await db(editor)()) as page:
+        await page.send_to(text_data='{"type": "create", "func": "tests.functions.add", "run_in": 1e400}')
+        error = await next_of(page, "error")
+        assert error["field"] == "run_in"
+    assert not await db(Task.objects.exists)()
+
+
+async def test_values_at_the_limits_are_accepted():
+    async with dashboard(await db(editor)()) as page:
+        reply = await ask(
+            page, type="create", func="tests.functions.add", args_in={"a": 1}, name="n" * 200,
+            run_in=protocol.MAX_SECONDS, kill_time=protocol.MAX_SECONDS, interval=0,
+        )  # fmt: skip
+        assert reply["type"] == "reply", reply
+        assert reply["task"]["kill_time"] == protocol.MAX_SECONDS
