@@ -45,7 +45,7 @@ def owner_until_released(path: str, release: str, context) -> int | None:
     deadline = time.monotonic() + 30
     while not os.path.exists(release) and time.monotonic() < deadline:
         time.sleep(0.01)
-    note(path, "owner", context.still_owner())
+    note(path, "owner", context.fence, context.still_owner())
     return context.fence
 
 
