@@ -88,8 +88,8 @@ def _start_child(task: Any, context: TaskContext, result_path: Path) -> tuple[su
         child.stdin.write(json.dumps(_spec(task, context)))
         child.stdin.close()
     except BaseException:
-        lifeline.close()
         _kill(child)
+        lifeline.close()
         raise
     return child, lifeline
 
