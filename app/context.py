@@ -14,6 +14,11 @@ A task function that has a parameter named ``context`` is given a ``TaskContext`
 
 Cancelling asks politely first (``stop_requested`` turns True); a task that does not end within the
 cancel grace period is interrupted.
+
+A run can be recovered while its body still runs (its runner was frozen past the heartbeat timeout), and
+the task then runs again elsewhere. ``context.fence`` is the run's fencing token and
+``context.still_owner()`` asks the database whether this run still holds its claim (README, "Fencing
+from inside a task").
 """
 
 import functools
@@ -33,8 +38,18 @@ CONTEXT_PARAMETER = "context"
 
 
 class TaskContext:
-    def __init__(self, task: Any, run_id: int | None, attempt: int = 1, runner: str | None = None) -> None:
+    def __init__(
+        self,
+        task: Any,
+        run_id: int | None,
+        attempt: int = 1,
+        runner: str | None = None,
+        fence: int | None = None,
+    ) -> None:
         self.runner = runner  # the worker id of the runner running it, if any
+        # The run's fencing token; a claimed task's own fence is the same (Task.run() passes no run).
+        self.fence: int | None = fence if fence is not None else getattr(task, "fence", None)
+        self.db_use = bool(getattr(task, "db_use", False))
         self.task_pk = task.pk
         self.task_id = task.task_id
         self.task_name = task.name
@@ -61,6 +76,23 @@ class TaskContext:
     def wait(self, seconds: float) -> bool:
         """Sleep up to ``seconds``, waking early when a stop is requested; True if it was."""
         return self._stop.wait(seconds)
+
+    def still_owner(self) -> bool:
+        """Whether this run still holds its claim (and, for db_use, the lease): one small query.
+
+        False once the run was recovered (its runner was presumed dead, e.g. while frozen) or its task
+        claimed again: another run may be doing the same work now. Ask before each irreversible step.
+        """
+        return self.fence is not None and self._held().exists()
+
+    async def astill_owner(self) -> bool:
+        """``still_owner()`` for ``async def`` tasks."""
+        return self.fence is not None and await self._held().aexists()
+
+    def _held(self) -> Any:
+        from .task import Task  # not at import time: task modules import this before apps are ready
+
+        return Task.objects.held_by_claim(self.task_pk, self.fence, self.db_use)
 
     def report_progress(self, fraction: float, message: str = "") -> None:
         """Report how far the run is (0 to 1) with a short message; shown live, kept on the run."""

@@ -5,6 +5,10 @@ the task's thread starts ``python -m app.child``, sends it the function and argu
 what it prints and logs into the run's log (live, as for threads), relays its progress reports, and
 reads its result from a file. At kill_time, or when the run is cancelled or the runner stops, the
 child's whole process group is terminated (SIGTERM, then SIGKILL after a short grace).
+
+The child never outlives this process: it holds a pipe whose write end only this process has, and sets
+Linux's parent-death signal (app/lifeline.py); the run's temp folder names this process and records the
+child, so that recovery on this host can kill what a dead runner left and remove it (app/orphans.py).
 """
 
 import contextlib
@@ -23,7 +27,7 @@ from typing import IO, Any
 from django.conf import settings
 from django.db import connection
 
-from . import capture, conf, registry
+from . import capture, conf, orphans, registry
 from .context import TaskContext, accepts_context
 from .status import RunStatus
 from .taskrun import Outcome
@@ -38,10 +42,11 @@ def execute_in_process(task: Any, context: TaskContext, on_chunk: Any) -> Outcom
     started = time.time()
     log = capture.RunLog(conf.get().LOG_LIMIT, on_chunk)
     context.log = log
-    with tempfile.TemporaryDirectory(prefix="conductor-run-") as folder:
+    # Removed here however the run ends; by the child if this process dies; else by recovery.
+    with tempfile.TemporaryDirectory(prefix=orphans.folder_prefix(), ignore_cleanup_errors=True) as folder:
         result_path = Path(folder) / "result.json"
-        child = _start_child(task, result_path)
-        with child.stdout:  # closed however the wait ends, interrupts included
+        child, lifeline = _start_child(task, context, result_path)
+        with child.stdout, lifeline:  # closed however the wait ends, interrupts included
             reader = threading.Thread(target=_relay, args=(child.stdout, log, context), daemon=True)
             reader.start()
             status, error = _supervise(child, task, context)
@@ -55,22 +60,52 @@ def execute_in_process(task: Any, context: TaskContext, on_chunk: Any) -> Outcom
                    progress=context.progress, progress_message=context.progress_message)  # fmt: skip
 
 
-def _start_child(task: Any, result_path: Path) -> subprocess.Popen:
-    child = subprocess.Popen(
-        [sys.executable, "-m", f"{__package__}.child", str(result_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=BASE_DIR,
-        env=child_environment(task.func),
-        start_new_session=True,  # its own process group: killing it kills what it started too
-    )
-    spec = {"func": task.func, "args_in": task.args_in or {}, "task": task.pk, "task_id": task.task_id,
-            "name": task.name}  # fmt: skip
-    child.stdin.write(json.dumps(spec))
-    child.stdin.close()
-    return child
+def _start_child(task: Any, context: TaskContext, result_path: Path) -> tuple[subprocess.Popen, IO[bytes]]:
+    """The child, and the write end of its lifeline: the child ends itself once that is closed."""
+    lifeline_in, lifeline_out = os.pipe()
+    arguments = [str(result_path), str(os.getpid()), str(lifeline_in)]  # see app/child.py
+    command = [sys.executable, "-m", f"{__package__}.child", *arguments]
+    try:
+        child = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=BASE_DIR,
+            env=child_environment(task.func),
+            start_new_session=True,  # its own process group: killing it kills what it started too
+            pass_fds=(lifeline_in,),  # only to this child: other children must not hold the pipe open
+        )
+    except BaseException:
+        os.close(lifeline_out)
+        raise
+    finally:
+        os.close(lifeline_in)
+    lifeline = os.fdopen(lifeline_out, "wb")
+    try:
+        orphans.record_child(result_path.parent, child.pid)
+        child.stdin.write(json.dumps(_spec(task, context)))
+        child.stdin.close()
+    except BaseException:
+        _kill(child)
+        lifeline.close()
+        raise
+    return child, lifeline
+
+
+def _spec(task: Any, context: TaskContext) -> dict[str, Any]:
+    """What the child needs to run the function and to give it a context like a thread's."""
+    return {
+        "func": task.func,
+        "args_in": task.args_in or {},
+        "task": task.pk,
+        "task_id": task.task_id,
+        "name": task.name,
+        "run": context.run_id,
+        "fence": context.fence,
+        "db_use": context.db_use,
+    }
 
 
 def child_environment(func_path: str) -> dict[str, str]:

@@ -344,7 +344,7 @@ class Runner:
         return time.monotonic() + wait if wait > 0 else None
 
     def _start(self, task: Task, run: TaskRun) -> None:
-        context = TaskContext(task, run.pk, attempt=task.attempts, runner=self.worker_id)
+        context = TaskContext(task, run.pk, attempt=task.attempts, runner=self.worker_id, fence=run.fence)
         job = Job(run.pk, f"{task.name}#{run.pk}", lambda: execute(task, context))
         thread = self._pool.take().submit(job)
         started = time.monotonic()

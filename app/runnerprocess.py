@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.db import models, transaction
 from django.utils import timezone
 
+from . import orphans
 from .status import RunnerState, RunStatus, TaskStatus
 
 LIVE_STATES = (RunnerState.RUNNING, RunnerState.STOPPING)
@@ -35,9 +36,10 @@ class RunnerQuerySet(models.QuerySet):
         with transaction.atomic():
             # Locked, and (on PostgreSQL) re-checked after any wait: a runner that signed in again
             # meanwhile is no longer stale and is left alone.
-            runner_ids = list(self.select_for_update().values_list("id", flat=True))
-            if not runner_ids:
+            runners = list(self.select_for_update().values_list("id", "host", "pid"))
+            if not runners:
                 return []
+            runner_ids = [runner_id for runner_id, _, _ in runners]
             open_runs = TaskRun.objects.filter(runner_id__in=runner_ids, finished_at__isnull=True)
             run_ids = list(open_runs.filter(status=RunStatus.RUNNING).values_list("id", flat=True))
             open_runs.filter(status=RunStatus.RUNNING).update(
@@ -49,6 +51,7 @@ class RunnerQuerySet(models.QuerySet):
             )
             Lease.objects.release_held_by(runner_ids)
             RunnerProcess.objects.filter(id__in=runner_ids).update(state=final_state, busy=0, stopped_at=now)
+        _reap_children_left_on_this_host([(host, pid) for _, host, pid in runners])
         return run_ids
 
 
@@ -111,7 +114,7 @@ class RunnerProcess(models.Model):
         if self.state not in LIVE_STATES:
             return
         same_host = self.host == socket.gethostname()
-        if same_host and self.pid != os.getpid() and _pid_alive(self.pid):
+        if same_host and self.pid != os.getpid() and orphans.is_running(self.pid):
             raise RuntimeError(
                 f"worker id {self.worker_id!r} is in use by a live runner (pid {self.pid} on "
                 f"{self.host}); stop it or choose another --worker-id"
@@ -146,11 +149,14 @@ class RunnerProcess(models.Model):
         self.save(update_fields=["state", "heartbeat_at", "stopped_at"])
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _reap_children_left_on_this_host(runners: list[tuple[str, int]]) -> None:
+    """Kill the children that dead runners on this host left running, and remove their run folders.
+
+    Children die with their runner by themselves (app/lifeline.py); this catches what the task started
+    (the parent-death signal kills only the child), a child started where that signal does not exist,
+    and the folders of children killed by it. A recovered runner that still runs (frozen, not dead) is
+    left alone: its runs are fenced instead.
+    """
+    here = socket.gethostname()
+    if any(host == here and not orphans.is_running(pid) for host, pid in runners):
+        orphans.reap()

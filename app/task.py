@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.db.models import Case, F, Min, Q, When
+from django.db.models import Case, Exists, F, Min, OuterRef, Q, When
 from django.db.models.query_utils import DeferredAttribute
 from django.utils import timezone
 
@@ -50,6 +50,15 @@ class TaskQuerySet(models.QuerySet):
 
     def running(self) -> "TaskQuerySet":
         return self.filter(status=TaskStatus.RUNNING)
+
+    def held_by_claim(self, task_pk: int, fence: int, db_use: bool) -> "TaskQuerySet":
+        """The task, if a claim with this fencing token still holds it: running, not claimed again since
+        (each claim bumps ``fence``; recovery makes it waiting) and, for a db_use claim, still holding
+        the db_use lease. ``.exists()`` of it is one small query (``TaskContext.still_owner()``)."""
+        held = self.filter(pk=task_pk, fence=fence, status=TaskStatus.RUNNING)
+        if db_use:
+            held = held.filter(Exists(Lease.objects.filter(name=DB_USE, task=OuterRef("pk"))))
+        return held
 
     def next_due_at(self) -> datetime | None:
         return self.waiting().filter(paused=False).aggregate(at=Min("next_run"))["at"]

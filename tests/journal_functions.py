@@ -1,6 +1,7 @@
 """Task functions that leave a journal outside Conductor's tables, to judge what really ran.
 
-Registered by CONDUCTOR_TASK_MODULES=tests.journal_functions (tests/acceptance/test_db_restart.py).
+Registered by CONDUCTOR_TASK_MODULES=tests.journal_functions (tests/acceptance/test_db_restart.py,
+test_orphans.py).
 """
 
 import os
@@ -13,9 +14,44 @@ from app.registry import register
 def journal(path: str, key: int, seconds: float = 0.0) -> int:
     """Sleeps ``seconds``, then appends ``key`` to the file at ``path`` (one write, O_APPEND: never torn)."""
     time.sleep(seconds)
+    _append(path, f"{key} {os.getpid()}")
+    return key
+
+
+def note(path: str, event: str, *details: object) -> None:
+    """One journal line: the event, when (epoch seconds), this process and its parent, then details."""
+    _append(
+        path,
+        " ".join(str(part) for part in (event, f"{time.time():.6f}", os.getpid(), os.getppid(), *details)),
+    )
+
+
+@register
+def ticks(path: str, seconds: float) -> str:
+    """A body that shows it is alive: ``start``, a ``tick`` every 50 ms for ``seconds``, then ``end``."""
+    note(path, "start")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        note(path, "tick")
+        time.sleep(0.05)
+    note(path, "end")
+    return "ticked"
+
+
+@register
+def owner_until_released(path: str, release: str, context) -> int | None:
+    """Notes its fence and whether it owns its claim, waits for the file ``release``, then notes it again."""
+    note(path, "fence", context.fence, context.still_owner())
+    deadline = time.monotonic() + 30
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    note(path, "owner", context.fence, context.still_owner())
+    return context.fence
+
+
+def _append(path: str, line: str) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(descriptor, f"{key} {os.getpid()}\n".encode())
+        os.write(descriptor, f"{line}\n".encode())
     finally:
         os.close(descriptor)
-    return key

@@ -1,10 +1,14 @@
 """Demo task functions, registered like any user's: ``make run`` loads a few tasks that use them."""
 
+import contextlib
+import json
 import logging
 import random
 import time
 import uuid
+from pathlib import Path
 
+from django.conf import settings
 from django.utils import timezone
 
 from app import register
@@ -42,12 +46,34 @@ def failing_job(message: str = "the upstream service answered 503") -> None:
 
 
 @register
-def count_tasks() -> dict:
-    """A db_use job: reads the database while no other db_use job runs."""
+def count_tasks(context: TaskContext) -> dict:
+    """A db_use job: counts rows while no other db_use job runs, and publishes the counts.
+
+    It shows the fencing pattern (README, "Fencing from inside a task"): a run whose runner was frozen
+    past the heartbeat timeout is recovered, and another db_use run may start meanwhile. So it asks
+    ``context.still_owner()`` before its one irreversible step, and that step carries the run's fence:
+    a report written by an older claim never replaces a newer one.
+    """
     from app.task import Task
     from app.taskrun import TaskRun
 
-    return {"tasks": Task.objects.count(), "runs": TaskRun.objects.count()}
+    counts = {"tasks": Task.objects.count(), "runs": TaskRun.objects.count()}
+    if not context.still_owner():
+        logger.warning("Run of fence %s lost its claim: its counts are not published", context.fence)
+        return {**counts, "published": False}
+    return {**counts, "published": _publish_counts(counts, context.fence)}
+
+
+def _publish_counts(counts: dict, fence: int) -> bool:
+    """Replace the published report unless a newer claim already wrote one (its fence is higher)."""
+    report = Path(settings.VAR_DIR) / "demo-counts.json"
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(report.read_text())["fence"] >= fence:
+            return False
+    partial = report.with_suffix(".partial")
+    partial.write_text(json.dumps({**counts, "fence": fence}))
+    partial.replace(report)  # a reader sees the old report or the new one, never half of one
+    return True
 
 
 @register

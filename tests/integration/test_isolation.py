@@ -349,7 +349,7 @@ def test_the_childs_output_pipe_is_closed_when_its_thread_is_interrupted(start_r
 
 
 def _child_cannot_start(monkeypatch):
-    def refuse(task, result_path):
+    def refuse(*arguments):
         raise OSError(24, "Too many open files")
 
     monkeypatch.setattr(isolation, "_start_child", refuse)
