@@ -61,10 +61,15 @@ def execute_in_process(task: Any, context: TaskContext, on_chunk: Any) -> Outcom
 
 
 def _start_child(task: Any, context: TaskContext, result_path: Path) -> tuple[subprocess.Popen, IO[bytes]]:
-    """The child, and the write end of its lifeline: the child ends itself once that is closed."""
+    """The child, and the write end of its lifeline: the child ends itself once that is closed.
+
+    An interrupt can land at any bytecode here (a stopping runner's): whatever exists by then is killed
+    or closed, and a child started before its Popen object was returned sees its lifeline close.
+    """
     lifeline_in, lifeline_out = os.pipe()
     arguments = [str(result_path), str(os.getpid()), str(lifeline_in)]  # see app/child.py
     command = [sys.executable, "-m", f"{__package__}.child", *arguments]
+    child = lifeline = None
     try:
         child = subprocess.Popen(
             command,
@@ -77,20 +82,20 @@ def _start_child(task: Any, context: TaskContext, result_path: Path) -> tuple[su
             start_new_session=True,  # its own process group: killing it kills what it started too
             pass_fds=(lifeline_in,),  # only to this child: other children must not hold the pipe open
         )
-    except BaseException:
-        os.close(lifeline_out)
-        raise
-    finally:
-        os.close(lifeline_in)
-    lifeline = os.fdopen(lifeline_out, "wb")
-    try:
+        lifeline = os.fdopen(lifeline_out, "wb")
         orphans.record_child(result_path.parent, child.pid)
         child.stdin.write(json.dumps(_spec(task, context)))
         child.stdin.close()
     except BaseException:
-        _kill(child)
-        lifeline.close()
+        if child is not None:
+            _kill(child)
+        if lifeline is not None:
+            lifeline.close()
+        else:
+            os.close(lifeline_out)
         raise
+    finally:
+        os.close(lifeline_in)
     return child, lifeline
 
 
