@@ -18,7 +18,12 @@ class ConductorConfig(AppConfig):
             checks,  # noqa: F401  (registers the system checks)
             registry,
         )
+        from .execution import run_at_once
+        from .task import install_run_at_once
 
+        # Task.run() runs the task through execution and the lifecycle, which sit above the models: the
+        # model calls what is installed here instead of importing them (docs/runner.md, "Layers").
+        install_run_at_once(run_at_once)
         registry.autodiscover()
         if not getattr(settings, "CHANNEL_LAYERS", None):
             # Channels has no layer without this setting, and a project fresh from startproject has none.

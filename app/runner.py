@@ -24,15 +24,15 @@ from . import conf, events
 from .activerun import ActiveRun
 from .backoff import Backoff, one_line
 from .bridge import RUNNERS_GROUP, ChannelBridge, runner_group
-from .claiming import Claimer
 from .context import TaskContext
 from .debugging import is_debugging
 from .execution import RunCancelled, RunInterrupted, TimeLimitExceeded, execute
+from .lifecycle import Claimer, Outcome, finish_many, give_back, mark_overrunning, recover_stale, sign_in
 from .runnerprocess import RunnerProcess
 from .snapshot import run_outcome_state, task_state
 from .status import Isolation, RunnerState, RunStatus
 from .task import Task
-from .taskrun import Outcome, TaskRun
+from .taskrun import TaskRun
 from .wakeup import SqliteWatcher, watcher_for_default_database
 from .workers import Job, WorkerPool
 
@@ -113,7 +113,7 @@ class Runner:
 
     def run(self) -> int:
         """Run until stopped (or, with once/max_tasks, until done). Returns the exit code."""
-        self.record = RunnerProcess.register(self.worker_id, self.options.threads)
+        self.record = sign_in(self.worker_id, self.options.threads)
         self._once_cutoff = timezone.now() if self.options.once else None
         self._claimer = Claimer(self.record, self.options.queues, due_by=self._once_cutoff)
         self._recover_stale()
@@ -394,7 +394,7 @@ class Runner:
             return
         batch, self._unrecorded = self._unrecorded, []
         try:
-            accepted = TaskRun.finish_many(batch, refresh=events.listening())
+            accepted = finish_many(batch, refresh=events.listening())
         except DatabaseError:
             self._unrecorded = batch + self._unrecorded  # kept, and tried again next step
             raise
@@ -506,7 +506,7 @@ class Runner:
         """Record overrunning runs as timed out; only then say so (the event promises the record)."""
         while self._overruns_unrecorded:
             active = self._overruns_unrecorded[0]
-            active.run.mark_overrunning()
+            mark_overrunning(active.run)
             self._overruns_unrecorded.pop(0)
             logger.warning(
                 "Task %s (run %s) passed kill_time=%s s and is blocked where it cannot be interrupted; "
@@ -539,17 +539,7 @@ class Runner:
     def _recover_stale(self) -> None:
         if time.monotonic() < self._recover_not_before:
             return
-        stale = RunnerProcess.objects.stale(self.settings.HEARTBEAT_TIMEOUT).exclude(pk=self.record.pk)
-        for dead in stale:
-            reason = (
-                f"runner {dead.worker_id} (pid {dead.pid} on {dead.host}) lost its heartbeat "
-                f"for over {self.settings.HEARTBEAT_TIMEOUT} s; recovered by {self.worker_id}"
-            )
-            run_ids = (
-                RunnerProcess.objects.stale(self.settings.HEARTBEAT_TIMEOUT)
-                .filter(pk=dead.pk)
-                .recover(reason)
-            )
+        for dead, reason, run_ids in recover_stale(self.settings.HEARTBEAT_TIMEOUT, by=self.record):
             logger.warning("%s: %d runs interrupted and due again", reason, len(run_ids))
             self._publish(events.RUNS_RECOVERED, dead_runner=dead.worker_id, runs=run_ids)
 
@@ -615,8 +605,7 @@ class Runner:
 
     def _give_back_unfinished(self) -> list[int]:
         reason = f"runner {self.worker_id} stopped before this run ended"
-        mine = RunnerProcess.objects.filter(pk=self.record.pk)
-        leftover = mine.recover(reason, final_state=RunnerState.STOPPED)
+        leftover = give_back(self.record, reason)
         if leftover:
             logger.warning("%d runs did not end in time; recorded as interrupted", len(leftover))
         return leftover

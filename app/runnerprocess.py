@@ -1,13 +1,16 @@
-"""A registered ``runtasks`` process: who it is, where it runs, and whether it is still alive."""
+"""A registered ``runtasks`` process: who it is, where it runs, and whether it is still alive.
+
+Signing in and recovering a dead runner's work are the lifecycle's (app/lifecycle/recovery.py).
+"""
 
 import os
 import socket
 from datetime import timedelta
 
-from django.db import models, transaction
+from django.db import models
 from django.utils import timezone
 
-from .status import RunnerState, RunStatus, TaskStatus
+from .status import RunnerState
 
 LIVE_STATES = (RunnerState.RUNNING, RunnerState.STOPPING)
 
@@ -20,36 +23,6 @@ class RunnerQuerySet(models.QuerySet):
         """Live-looking runners whose heartbeat is older than ``timeout`` seconds."""
         now = now or timezone.now()
         return self.live().filter(heartbeat_at__lt=now - timedelta(seconds=timeout))
-
-    def recover(self, reason: str, final_state: str = RunnerState.DEAD) -> list[int]:
-        """Give back the work of these runners: runs interrupted, tasks due again, leases freed.
-
-        Returns the ids of the runs recorded as interrupted. One transaction, so a crash midway
-        leaves everything as it was.
-        """
-        from .lease import Lease
-        from .task import Task
-        from .taskrun import TaskRun
-
-        now = timezone.now()
-        with transaction.atomic():
-            # Locked, and (on PostgreSQL) re-checked after any wait: a runner that signed in again
-            # meanwhile is no longer stale and is left alone.
-            runner_ids = list(self.select_for_update().values_list("id", flat=True))
-            if not runner_ids:
-                return []
-            open_runs = TaskRun.objects.filter(runner_id__in=runner_ids, finished_at__isnull=True)
-            run_ids = list(open_runs.filter(status=RunStatus.RUNNING).values_list("id", flat=True))
-            open_runs.filter(status=RunStatus.RUNNING).update(
-                status=RunStatus.INTERRUPTED, finished_at=now, error=reason
-            )
-            open_runs.update(finished_at=now)  # timed-out runs keep their status
-            Task.objects.filter(runner_id__in=runner_ids, status=TaskStatus.RUNNING).update(
-                status=TaskStatus.WAITING, next_run=now, runner=None, updated_at=now
-            )
-            Lease.objects.release_held_by(runner_ids)
-            RunnerProcess.objects.filter(id__in=runner_ids).update(state=final_state, busy=0, stopped_at=now)
-        return run_ids
 
 
 class RunnerProcess(models.Model):
@@ -81,30 +54,6 @@ class RunnerProcess(models.Model):
     @staticmethod
     def default_worker_id() -> str:
         return f"{socket.gethostname()}-{os.getpid()}"
-
-    @classmethod
-    def register(cls, worker_id: str, threads: int) -> "RunnerProcess":
-        """Sign this process in, taking over ``worker_id`` if its last holder is gone."""
-        values = {
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "state": RunnerState.RUNNING,
-            "threads": threads,
-            "busy": 0,
-            "started_at": timezone.now(),
-            "heartbeat_at": timezone.now(),
-            "stopped_at": None,
-            "degraded": "",
-        }
-        with transaction.atomic():
-            previous = cls.objects.select_for_update().filter(worker_id=worker_id).first()
-            if previous is not None:
-                previous.ensure_gone()
-                cls.objects.filter(pk=previous.pk).recover(
-                    f"runner {worker_id} restarted before this run ended"
-                )
-            runner, _ = cls.objects.update_or_create(worker_id=worker_id, defaults=values)
-        return runner
 
     def ensure_gone(self) -> None:
         """Refuse to take over a worker id whose process still runs."""

@@ -4,9 +4,9 @@ import time
 
 import pytest
 
+from app.lifecycle import Outcome
 from app.runner import RECORD_BATCH, RECORD_DELAY, Runner, RunnerOptions
 from app.status import RunStatus
-from app.taskrun import Outcome
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from django.utils import timezone
 from app import events, registry, snapshot
 from app.activerun import ActiveRun
 from app.context import TaskContext
+from app.lifecycle import Outcome
 from app.runnerprocess import RunnerProcess
 from app.snapshot import (
     RECENT_RUNNERS,
@@ -29,7 +30,7 @@ from app.snapshot import (
 )
 from app.status import RunnerState, RunStatus
 from app.task import Task
-from app.taskrun import Outcome, TaskRun
+from app.taskrun import TaskRun
 from tests import functions
 
 PROTOCOL = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
