@@ -13,9 +13,10 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from django.db import DatabaseError, connections
 from django.utils import timezone
@@ -23,13 +24,11 @@ from django.utils import timezone
 from . import conf, events
 from .activerun import ActiveRun
 from .backoff import Backoff, one_line
-from .bridge import RUNNERS_GROUP, ChannelBridge, runner_group
 from .context import TaskContext
 from .debugging import is_debugging
 from .execution import RunCancelled, RunInterrupted, TimeLimitExceeded, execute
 from .lifecycle import Claimer, Outcome, finish_many, give_back, mark_overrunning, recover_stale, sign_in
 from .runnerprocess import RunnerProcess
-from .snapshot import run_outcome_state, task_state
 from .status import Isolation, RunnerState, RunStatus
 from .task import Task
 from .taskrun import TaskRun
@@ -61,6 +60,19 @@ STATUS_EVENTS = {
 }
 
 
+class CommandChannel(Protocol):
+    """Where dashboards' commands come from and replies go (``app.bridge.ChannelBridge``, given by
+    ``runtasks``): the runner knows the web side only through this."""
+
+    on_health: Callable[[str], None] | None
+
+    def listen_as_runner(self, worker_id: str, on_message: Callable[[dict], None]) -> None: ...
+
+    def send(self, channel: str, message: dict) -> None: ...
+
+    def stop_listening(self) -> None: ...
+
+
 @dataclass
 class RunnerOptions:
     threads: int = field(default_factory=lambda: conf.get().THREADS)
@@ -73,7 +85,7 @@ class RunnerOptions:
 
 
 class Runner:
-    def __init__(self, options: RunnerOptions | None = None, bridge: ChannelBridge | None = None) -> None:
+    def __init__(self, options: RunnerOptions | None = None, bridge: "CommandChannel | None" = None) -> None:
         self.options = options or RunnerOptions()
         self.bridge = bridge
         self.settings = conf.get()
@@ -122,9 +134,10 @@ class Runner:
             self._wake, wanted=self._wake_wanted, reconnected=self._database_answers
         )
         if self.bridge is not None:
-            groups = [runner_group(self.worker_id), RUNNERS_GROUP]
             self.bridge.on_health = lambda problem: self._inbox.put(("layer", problem))
-            self.bridge.listen(groups, lambda message: self._inbox.put(("command", message)))
+            self.bridge.listen_as_runner(
+                self.worker_id, lambda message: self._inbox.put(("command", message))
+            )
         self.up.set()
         self._publish(events.RUNNER_UP, threads=self.options.threads, pid=self.record.pid)
         logger.info(
@@ -353,7 +366,7 @@ class Runner:
         self._active[run.pk] = ActiveRun(task, run, thread, context, started, deadline)
         if not events.listening():
             return
-        self._publish(events.TASK_CLAIMED, **self._describe(task, run), state=task_state(task))
+        self._publish(events.TASK_CLAIMED, **self._describe(task, run), task_row=row_of(task))
         self._publish(
             events.THREAD_STARTED,
             **self._describe(task, run),
@@ -404,7 +417,7 @@ class Runner:
         if events.listening():
             for (run, outcome), ok in zip(batch, accepted, strict=True):
                 # finish_many left each accepted run's task as the database now has it.
-                self._announce(run, outcome, ok, task_state(run.task) if ok else None)
+                self._announce(run, outcome, ok)
 
     def _log_outcome(self, run: TaskRun, outcome: Outcome, accepted: bool) -> None:
         if not accepted:
@@ -417,7 +430,7 @@ class Runner:
             logger.warning("Task %s run %s %s: %s", run.task.name, run.pk, outcome.status,
                            _last_line(outcome.error))  # fmt: skip
 
-    def _announce(self, run: TaskRun, outcome: Outcome, accepted: bool, state: dict | None) -> None:
+    def _announce(self, run: TaskRun, outcome: Outcome, accepted: bool) -> None:
         task = run.task
         described = self._describe(task, run)
         self._publish(
@@ -440,8 +453,9 @@ class Runner:
             **described,
             **result,
             error=first_error_line,
-            state=state,
-            run_state=run_outcome_state(run, outcome),
+            task_row=row_of(task),  # finish_many left it as the database now has it
+            run_row=row_of(run),
+            outcome=dict(vars(outcome)),
         )
         if task.conn:
             self._publish(events.TASK_RESULT, **described, **result, conn=task.conn, error=outcome.error)
@@ -678,6 +692,11 @@ class Runner:
 
     def _publish(self, kind: str, **data: Any) -> None:
         events.publish(kind, runner=self.worker_id, **data)
+
+
+def row_of(instance: Any) -> dict[str, Any]:
+    """A model instance's field values (plain data: the web side makes the page's JSON of them)."""
+    return {field.attname: instance.__dict__[field.attname] for field in instance._meta.concrete_fields}
 
 
 def _last_line(text: str) -> str:

@@ -173,7 +173,7 @@ def test_function_info_when_there_is_no_signature(monkeypatch):
 
 
 def test_live_status(monkeypatch):
-    monkeypatch.setattr("app.serve.runner_in_process", False)
+    monkeypatch.setattr("app.livelayer.runner_in_process", False)
     monkeypatch.setattr(snapshot, "layer_reaches_other_processes", lambda: False)
     status = live_status()
     assert status["ok"] is False
@@ -181,7 +181,7 @@ def test_live_status(monkeypatch):
     monkeypatch.setattr(snapshot, "layer_reaches_other_processes", lambda: True)
     assert live_status() == {"ok": True, "reason": ""}
     monkeypatch.setattr(snapshot, "layer_reaches_other_processes", lambda: False)
-    monkeypatch.setattr("app.serve.runner_in_process", True)
+    monkeypatch.setattr("app.livelayer.runner_in_process", True)
     assert live_status() == {"ok": True, "reason": ""}
 
 

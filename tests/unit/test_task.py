@@ -769,3 +769,40 @@ def test_finish_after_the_task_was_claimed_again_is_refused_and_keeps_the_lease(
     assert (stored.status, stored.output) == (RunStatus.INTERRUPTED, "late")
     assert stored.error.startswith("Result refused")
     assert stored.finished_at is not None
+
+
+# --- definition_fields ---------------------------------------------------------------------------
+
+#: Every field of Task, each said to be definition or state: a field added to the model fails here until
+#: it is classified (definition: a copy keeps it; state: the lifecycle's, app.task.STATE_FIELDS).
+DEFINITION = [
+    "name", "func", "conn", "args_in", "loop", "interval", "run_in", "kill_time", "db_use", "use_pdb",
+    "cron", "timezone", "start_at", "expires_at", "max_runs", "catch_up", "max_attempts", "retry_delay",
+    "retry_delay_max", "isolation", "priority", "queue",
+]  # fmt: skip
+STATE = [
+    "id", "task_id", "paused", "run_count", "attempt", "period_start", "status", "next_run", "last_run",
+    "last_status", "output", "error", "attempts", "runner", "fence", "created_at", "updated_at",
+]  # fmt: skip
+
+
+def test_every_field_of_task_is_definition_or_state():
+    every_field = [field.name for field in Task._meta.concrete_fields]
+
+    assert sorted(every_field) == sorted(DEFINITION + STATE)
+    assert Task.definition_fields() == [name for name in every_field if name in DEFINITION]
+
+
+@pytest.mark.django_db
+def test_a_copy_by_definition_fields_keeps_the_whole_definition():
+    task = make_task(
+        name="nightly", cron="30 2 * * 1-5", timezone="Europe/Berlin", queue="reports", priority=5,
+        max_attempts=3, retry_delay=1, retry_delay_max=8, isolation="process", kill_time=30,
+        expires_at=timezone.now() + timedelta(days=1), catch_up="skip",
+    )  # fmt: skip
+    copy = Task(**{name: getattr(task, name) for name in Task.definition_fields()})
+    copy.save()
+
+    for name in Task.definition_fields():
+        assert getattr(copy, name) == getattr(task, name), name
+    assert copy.task_id != task.task_id
