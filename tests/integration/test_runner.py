@@ -391,7 +391,7 @@ def test_cancel_cancels_an_async_task_at_its_await(start_runner, tmp_path):
     wait_until(lambda: journal.exists())
     run = task.runs.get()
     # What the runner's ChannelBridge delivers for app.actions.cancel (this runner has no bridge).
-    running.runner._inbox.put(("command", {"command": "cancel", "run": run.pk, "by": "test"}))
+    running.runner.command({"command": "cancel", "run": run.pk, "by": "test"})
     wait_until(lambda: finished(task, TaskStatus.STOPPED), timeout=20)
 
     run.refresh_from_db()

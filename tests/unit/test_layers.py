@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("lifecycle", {"lifecycle", "lifecycle.claiming", "lifecycle.queries", "lifecycle.recording",
                    "lifecycle.recovery", "lifecycle.outcome"}),
     ("execution", {"execution", "isolation", "child", "coroutines", "debugging"}),
-    ("runner", {"runner", "activerun", "workers", "wakeup"}),
+    ("runner", {"runner"}),  # the package: its loop and collaborators
     ("web", {"livelayer", "snapshot", "fanout", "bridge", "consumers", "routing", "asgi", "views", "urls",
              "admin", "adminsite", "actions", "serve", "health", "metrics", "checks", "djangotasks",
              "backends"}),

@@ -11,9 +11,9 @@ from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 
 from app import events, registry, snapshot
-from app.activerun import ActiveRun
 from app.context import TaskContext
 from app.lifecycle import Outcome
+from app.runner.activerun import ActiveRun
 from app.runnerprocess import RunnerProcess
 from app.snapshot import (
     RECENT_RUNNERS,
