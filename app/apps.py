@@ -17,9 +17,16 @@ class ConductorConfig(AppConfig):
         from . import (
             access,
             checks,  # noqa: F401  (registers the system checks)
+            context,
             registry,
         )
+        from .execution import run_at_once
+        from .task import Task, install_run_at_once
 
+        # Task.run() runs the task through execution and the lifecycle, which sit above the models: the
+        # model calls what is installed here instead of importing them (docs/runner.md, "Layers").
+        install_run_at_once(run_at_once)
+        context.install_claim_query(Task.objects.held_by_claim)  # context.still_owner(), likewise
         registry.autodiscover()
         access.connect_signals()  # open dashboard sockets close when their user signs out
         if not getattr(settings, "CHANNEL_LAYERS", None):

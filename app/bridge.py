@@ -17,19 +17,23 @@ from collections.abc import Callable
 from typing import Any
 
 from channels.exceptions import ChannelFull
-from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels.layers import get_channel_layer
 
 from . import events
 from .fanout import FEED_GROUP
+from .livelayer import layer_reaches_other_processes
+from .snapshot import TEXT_LIMIT, page_event, shorten, shorten_event
+
+__all__ = ["DASHBOARD_GROUP", "RUNNERS_GROUP", "TEXT_LIMIT", "ChannelBridge", "layer_reaches_other_processes",
+           "runner_group", "shorten", "shorten_event"]  # fmt: skip
 
 logger = logging.getLogger("conductor.bridge")
 
 DASHBOARD_GROUP = "conductor.dashboard"
 RUNNERS_GROUP = "conductor.runners"
-#: Most events in one group message, and most characters of one event's text fields. Channel layers cap
-#: a message at 1 MB, so a frame over MAX_FRAME characters is sent as two halves.
+#: Most events in one group message. Channel layers cap a message at 1 MB, so a frame over MAX_FRAME
+#: characters is sent as two halves.
 BATCH_SIZE = 500
-TEXT_LIMIT = 4000
 MAX_FRAME = 512 * 1024
 #: While a burst is on (LINGER_FROM events or more came at once), the sender waits this long for more of
 #: it: fewer, larger frames for every page. A few events at a time go out at once.
@@ -43,32 +47,6 @@ GROUP_RENEWAL = 3600
 def runner_group(worker_id: str) -> str:
     """A valid group name (ASCII, < 100 characters) for any worker id."""
     return "conductor.runner." + hashlib.sha1(worker_id.encode()).hexdigest()[:24]
-
-
-def layer_reaches_other_processes(layer: Any = None) -> bool:
-    layer = layer or get_channel_layer()
-    return layer is not None and not isinstance(layer, InMemoryChannelLayer)
-
-
-def shorten(value: Any, limit: int = TEXT_LIMIT) -> Any:
-    """Keep a JSON value if small, else a cut-down text of it (live messages must stay small)."""
-    if isinstance(value, str):
-        return value if len(value) <= limit else value[: limit - 20] + " ...[cut]"
-    if value is None or isinstance(value, int | float):  # bool is an int: all short
-        return value
-    text = json.dumps(value, default=str, ensure_ascii=False)
-    return value if len(text) <= limit else text[: limit - 20] + " ...[cut]"
-
-
-def shorten_event(event: dict) -> dict:
-    """Each field of an event cut to size; the task and run states stay objects, their fields cut."""
-    return {
-        key: {k: shorten(v) for k, v in value.items()} if key in STATE_FIELDS else shorten(value)
-        for key, value in event.items()
-    }
-
-
-STATE_FIELDS = ("state", "run_state")
 
 
 class ChannelBridge:
@@ -139,6 +117,10 @@ class ChannelBridge:
         """Receive messages sent to ``groups`` and hand each to ``on_message`` (on the loop)."""
         self._listener = self._submit(self._receive(groups, on_message))
 
+    def listen_as_runner(self, worker_id: str, on_message: Callable[[dict], None]) -> None:
+        """Receive the commands for runner ``worker_id`` and for every runner (``listen`` to both groups)."""
+        self.listen([runner_group(worker_id), RUNNERS_GROUP], on_message)
+
     def stop_listening(self) -> None:
         if self._listener is not None:
             self.loop.call_soon_threadsafe(self._listener.cancel)
@@ -181,7 +163,7 @@ class ChannelBridge:
             if event["type"] == events.TASK_RESULT and event.get("conn"):
                 await self._guarded(self.layer.send(event["conn"], {**event, "type": "task.result"}))
         live = [
-            shorten_event(event)
+            page_event(event)  # the runner's plain data made the page's JSON, cut to size
             for event in batch
             if event["type"] != events.TASK_RESULT  # for the asker only
         ]

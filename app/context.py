@@ -90,9 +90,9 @@ class TaskContext:
         return self.fence is not None and await self._held().aexists()
 
     def _held(self) -> Any:
-        from .task import Task  # not at import time: task modules import this before apps are ready
-
-        return Task.objects.held_by_claim(self.task_pk, self.fence, self.db_use)
+        if _claims is None:
+            raise RuntimeError("still_owner() needs Django set up (Conductor's app installs the query)")
+        return _claims(self.task_pk, self.fence, self.db_use)
 
     def report_progress(self, fraction: float, message: str = "") -> None:
         """Report how far the run is (0 to 1) with a short message; shown live, kept on the run."""
@@ -114,6 +114,16 @@ class TaskContext:
                 progress=self.progress,
                 message=self.progress_message,
             )
+
+
+#: ``(task pk, fence, db_use) -> queryset`` of the task while that claim holds it; installed by
+#: ``ConductorConfig.ready()`` (the models sit above this module, which they import).
+_claims: Callable[[int, int, bool], Any] | None = None
+
+
+def install_claim_query(claims: Callable[[int, int, bool], Any]) -> None:
+    global _claims
+    _claims = claims
 
 
 def accepts_context(func: Callable[..., Any]) -> bool:

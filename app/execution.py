@@ -13,9 +13,9 @@ from . import capture, coroutines, events, registry
 from .context import CONTEXT_PARAMETER, TaskContext, accepts_context
 from .debugging import post_mortem
 from .interrupts import Interrupts
+from .lifecycle import Outcome, claim_now, finish
 from .newthread import ThreadInterrupted
 from .status import Isolation, RunStatus
-from .taskrun import Outcome
 
 logger = logging.getLogger("conductor.execution")
 
@@ -59,6 +59,32 @@ def execute(task: Any, context: TaskContext | None = None) -> Outcome:
         progress=context.progress,
         progress_message=context.progress_message,
     )
+
+
+def run_at_once(task: Any) -> Any:
+    """``Task.run()``: claim the task, run it in this thread and record the run; returns the TaskRun.
+
+    Installed on the model by ``ConductorConfig.ready()``: the model cannot import what runs it.
+    """
+    if task.pk is None:
+        task.save()
+    claimed = claim_now(task)
+    if claimed is None:
+        raise RuntimeError(
+            f"Task {task.task_id} cannot run now: it is already running"
+            + (" or another db_use task holds the database lease." if task.db_use else ".")
+        )
+    claimed_task, run = claimed
+    started = time.time()
+    try:
+        outcome = execute(claimed_task)
+    except BaseException:  # e.g. Ctrl-C: record the run as failed, never leave it open
+        finish(run, Outcome(RunStatus.FAILED, started, time.time(), error=traceback.format_exc()))
+        raise
+    finish(run, outcome)
+    task.refresh_from_db()
+    run.refresh_from_db()
+    return run
 
 
 def call(func: Callable[..., Any], kwargs: dict[str, Any], interrupts: Interrupts) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
-from . import conf, serve
+from . import conf, livelayer
 from .runnerprocess import RunnerProcess
 
 #: Seconds the channel layer gets to answer a probe.
@@ -23,7 +23,7 @@ HEALTH_GROUP = "conductor.health"
 def check_health() -> dict[str, Any]:
     """{"healthy": bool, "checks": {name: {"ok": bool, "detail": str}}}; every check is run."""
     checks = {"database": _database()}
-    if serve.runner_in_process:
+    if livelayer.runner_in_process:
         checks["runner"] = _runner() if checks["database"]["ok"] else _failed("the database is unreachable")
     if (layer := _crossing_layer()) is not None:
         checks["channel_layer"] = _layer(layer)

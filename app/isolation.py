@@ -29,8 +29,8 @@ from django.db import connection
 
 from . import capture, conf, orphans, registry
 from .context import TaskContext, accepts_context
+from .lifecycle import Outcome
 from .status import RunStatus
-from .taskrun import Outcome
 
 PROGRESS_MARK = "\x1econductor-progress "
 TERMINATE_GRACE = 2.0

@@ -1,14 +1,17 @@
-"""A registered ``runtasks`` process: who it is, where it runs, and whether it is still alive."""
+"""A registered ``runtasks`` process: who it is, where it runs, and whether it is still alive.
+
+Signing in and recovering a dead runner's work are the lifecycle's (app/lifecycle/recovery.py).
+"""
 
 import os
 import socket
 from datetime import timedelta
 
-from django.db import models, transaction
+from django.db import models
 from django.utils import timezone
 
 from . import orphans
-from .status import RunnerState, RunStatus, TaskStatus
+from .status import RunnerState
 
 LIVE_STATES = (RunnerState.RUNNING, RunnerState.STOPPING)
 
@@ -21,38 +24,6 @@ class RunnerQuerySet(models.QuerySet):
         """Live-looking runners whose heartbeat is older than ``timeout`` seconds."""
         now = now or timezone.now()
         return self.live().filter(heartbeat_at__lt=now - timedelta(seconds=timeout))
-
-    def recover(self, reason: str, final_state: str = RunnerState.DEAD) -> list[int]:
-        """Give back the work of these runners: runs interrupted, tasks due again, leases freed.
-
-        Returns the ids of the runs recorded as interrupted. One transaction, so a crash midway
-        leaves everything as it was.
-        """
-        from .lease import Lease
-        from .task import Task
-        from .taskrun import TaskRun
-
-        now = timezone.now()
-        with transaction.atomic():
-            # Locked, and (on PostgreSQL) re-checked after any wait: a runner that signed in again
-            # meanwhile is no longer stale and is left alone.
-            runners = list(self.select_for_update().values_list("id", "host", "pid"))
-            if not runners:
-                return []
-            runner_ids = [runner_id for runner_id, _, _ in runners]
-            open_runs = TaskRun.objects.filter(runner_id__in=runner_ids, finished_at__isnull=True)
-            run_ids = list(open_runs.filter(status=RunStatus.RUNNING).values_list("id", flat=True))
-            open_runs.filter(status=RunStatus.RUNNING).update(
-                status=RunStatus.INTERRUPTED, finished_at=now, error=reason
-            )
-            open_runs.update(finished_at=now)  # timed-out runs keep their status
-            Task.objects.filter(runner_id__in=runner_ids, status=TaskStatus.RUNNING).update(
-                status=TaskStatus.WAITING, next_run=now, runner=None, updated_at=now
-            )
-            Lease.objects.release_held_by(runner_ids)
-            RunnerProcess.objects.filter(id__in=runner_ids).update(state=final_state, busy=0, stopped_at=now)
-        _reap_children_left_on_this_host([(host, pid) for _, host, pid in runners])
-        return run_ids
 
 
 class RunnerProcess(models.Model):
@@ -84,30 +55,6 @@ class RunnerProcess(models.Model):
     @staticmethod
     def default_worker_id() -> str:
         return f"{socket.gethostname()}-{os.getpid()}"
-
-    @classmethod
-    def register(cls, worker_id: str, threads: int) -> "RunnerProcess":
-        """Sign this process in, taking over ``worker_id`` if its last holder is gone."""
-        values = {
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "state": RunnerState.RUNNING,
-            "threads": threads,
-            "busy": 0,
-            "started_at": timezone.now(),
-            "heartbeat_at": timezone.now(),
-            "stopped_at": None,
-            "degraded": "",
-        }
-        with transaction.atomic():
-            previous = cls.objects.select_for_update().filter(worker_id=worker_id).first()
-            if previous is not None:
-                previous.ensure_gone()
-                cls.objects.filter(pk=previous.pk).recover(
-                    f"runner {worker_id} restarted before this run ended"
-                )
-            runner, _ = cls.objects.update_or_create(worker_id=worker_id, defaults=values)
-        return runner
 
     def ensure_gone(self) -> None:
         """Refuse to take over a worker id whose process still runs."""
@@ -147,16 +94,3 @@ class RunnerProcess(models.Model):
         self.heartbeat_at = timezone.now()
         self.stopped_at = None
         self.save(update_fields=["state", "heartbeat_at", "stopped_at"])
-
-
-def _reap_children_left_on_this_host(runners: list[tuple[str, int]]) -> None:
-    """Kill the children that dead runners on this host left running, and remove their run folders.
-
-    Children die with their runner by themselves (app/lifeline.py); this catches what the task started
-    (the parent-death signal kills only the child), a child started where that signal does not exist,
-    and the folders of children killed by it. A recovered runner that still runs (frozen, not dead) is
-    left alone: its runs are fenced instead.
-    """
-    here = socket.gethostname()
-    if any(host == here and not orphans.is_running(pid) for host, pid in runners):
-        orphans.reap()

@@ -10,10 +10,9 @@ import ipaddress
 import logging
 import threading
 
-logger = logging.getLogger("conductor.serve")
+from . import livelayer
 
-#: True in a process that runs a runner and the web server together (the dashboard checks it).
-runner_in_process = False
+logger = logging.getLogger("conductor.serve")
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -53,7 +52,6 @@ class ServeError(RuntimeError):
 
 def start_server(host: str, port: int) -> asyncio.AbstractEventLoop:
     """Start daphne in a daemon thread, and return its event loop once it listens."""
-    global runner_in_process
     from daphne.server import Server  # installs Twisted's asyncio reactor: import it first
     from twisted.internet import reactor
 
@@ -85,7 +83,7 @@ def start_server(host: str, port: int) -> asyncio.AbstractEventLoop:
     if not settled.wait(LISTEN_TIMEOUT) or "error" in outcome:
         reason = outcome.get("error", f"no answer within {LISTEN_TIMEOUT} s")
         raise ServeError(f"could not listen on {host}:{port}: {reason}")
-    runner_in_process = True
+    livelayer.runner_in_process = True
     logger.info("Dashboard at %s", dashboard_url(host, port))
     return reactor._asyncioEventloop
 

@@ -1,21 +1,61 @@
-"""JSON views of tasks, runs, runners and threads, and the snapshot a dashboard starts from.
+"""The page's JSON: views of tasks, runs, runners and threads, the snapshot a dashboard starts from, and
+the runners' events as pages take them.
 
-Times are epoch seconds (floats), which a browser turns into dates without parsing.
+Times are epoch seconds (floats), which a browser turns into dates without parsing. Runners publish
+plain data (``task_row``, ``run_row``, ``outcome``: field values as the models and ``Outcome`` hold
+them); ``page_event`` turns those into the page's ``state`` and ``run_state`` on their way out.
 """
 
 import inspect
+import json
 from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
 
-from . import protocol, registry
-from .bridge import layer_reaches_other_processes, shorten
+from . import livelayer, protocol, registry
 from .context import CONTEXT_PARAMETER
+from .livelayer import layer_reaches_other_processes
 
 RECENT_RUNS = 50
 MOST_TASKS = 500
 RECENT_RUNNERS = 20
+#: Most characters of one event's text fields: channel layers cap a message at 1 MB.
+TEXT_LIMIT = 4000
+#: Characters of a finished run's log that its event shows.
+LOG_TAIL = 2000
+STATE_FIELDS = ("state", "run_state")
+
+
+def shorten(value: Any, limit: int = TEXT_LIMIT) -> Any:
+    """Keep a JSON value if small, else a cut-down text of it (live messages must stay small)."""
+    if isinstance(value, str):
+        return value if len(value) <= limit else value[: limit - 20] + " ...[cut]"
+    if value is None or isinstance(value, int | float):  # bool is an int: all short
+        return value
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return value if len(text) <= limit else text[: limit - 20] + " ...[cut]"
+
+
+def shorten_event(event: dict) -> dict:
+    """Each field of an event cut to size; the task and run states stay objects, their fields cut."""
+    return {
+        key: {k: shorten(v) for k, v in value.items()} if key in STATE_FIELDS and value else shorten(value)
+        for key, value in event.items()
+    }
+
+
+def page_event(event: dict) -> dict:
+    """A runner's event as pages take it: its plain rows made the page's states, every field cut to size."""
+    if "task_row" in event or "run_row" in event:
+        event = dict(event)
+        task = _task(event.pop("task_row", None))
+        if task is not None or "state" in event:
+            event["state"] = task_state(task) if task is not None else event["state"]
+        if "run_row" in event:
+            run = _run(event.pop("run_row"), task, event.get("name", ""))
+            event["run_state"] = run_outcome_state(run, _outcome(event.pop("outcome")))
+    return shorten_event(event)
 
 
 def epoch(moment: datetime | None) -> float | None:
@@ -95,7 +135,7 @@ def run_outcome_state(run: Any, outcome: Any) -> dict[str, Any]:
         "error": last_line(outcome.error),
         "progress": outcome.progress,
         "progress_message": outcome.progress_message,
-        "log_tail": outcome.log[-2000:],
+        "log_tail": outcome.log[-LOG_TAIL:],
     }
 
 
@@ -130,9 +170,7 @@ def function_info(path: str) -> dict[str, Any]:
 
 def live_status() -> dict[str, Any]:
     """Whether runner events can reach this web process at all, and if not, what to do."""
-    from . import serve
-
-    if serve.runner_in_process or layer_reaches_other_processes():
+    if livelayer.runner_in_process or layer_reaches_other_processes():
         return {"ok": True, "reason": ""}
     return {
         "ok": False,
@@ -175,3 +213,24 @@ def build_snapshot(user: Any) -> dict[str, Any]:
         "tasks": [task_state(t) for t in tasks],
         "runs": [run_state(r) for r in runs],
     }
+
+
+def _task(row: dict | None) -> Any:
+    from .task import Task
+
+    return None if row is None else Task(**row)
+
+
+def _run(row: dict, task: Any, task_name: str) -> Any:
+    from .task import Task
+    from .taskrun import TaskRun
+
+    run = TaskRun(**row)
+    run.task = task if task is not None else Task(pk=row["task_id"], name=task_name)
+    return run
+
+
+def _outcome(values: dict) -> Any:
+    from .lifecycle import Outcome
+
+    return Outcome(**values)

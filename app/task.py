@@ -2,23 +2,20 @@
 
 import json
 import math
-import operator
-import time
-import traceback
 import uuid
-from datetime import datetime, timedelta
-from functools import reduce
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import models, transaction
-from django.db.models import Case, Exists, F, Min, OuterRef, Q, When
+from django.db.models import Exists, OuterRef, Q
 from django.db.models.query_utils import DeferredAttribute
 from django.utils import timezone
 
 from . import registry, schedule
 from .lease import DB_USE, Lease
-from .status import TASK_STATUS_AFTER_RUN, CatchUp, Isolation, RunStatus, TaskStatus
+from .status import CatchUp, Isolation, RunStatus, TaskStatus
 
 #: Longest interval, delay or time limit accepted: 100 years (dates beyond that overflow).
 MAX_SECONDS = 100 * 365.25 * 24 * 3600
@@ -42,11 +39,9 @@ class FuncField(models.CharField):
 
 
 class TaskQuerySet(models.QuerySet):
+    # "Due" and claiming are the lifecycle's (app/lifecycle/): lifecycle.due() gives due tasks as a queryset.
     def waiting(self) -> "TaskQuerySet":
         return self.filter(status=TaskStatus.WAITING)
-
-    def due(self, now: datetime | None = None) -> "TaskQuerySet":
-        return self.waiting().filter(next_run__lte=now or timezone.now(), paused=False)
 
     def running(self) -> "TaskQuerySet":
         return self.filter(status=TaskStatus.RUNNING)
@@ -60,72 +55,22 @@ class TaskQuerySet(models.QuerySet):
             held = held.filter(Exists(Lease.objects.filter(name=DB_USE, task=OuterRef("pk"))))
         return held
 
-    def next_due_at(self) -> datetime | None:
-        return self.waiting().filter(paused=False).aggregate(at=Min("next_run"))["at"]
 
-    def claim(
-        self, runner: Any, limit: int, queues: list[str] | None = None, due_by: datetime | None = None
-    ) -> list[tuple["Task", Any]]:
-        """Claim up to ``limit`` due tasks for ``runner``: (task, run) pairs (see app.claiming).
-
-        Only from ``queues`` if given, and only tasks due by ``due_by`` if given. A runner keeps one
-        ``Claimer`` instead, whose SQL is written once.
-        """
-        from .claiming import Claimer
-
-        if self.query.has_filters():
-            raise TypeError("claim() takes queues= and due_by=, not a filtered queryset")
-        return Claimer(runner, queues, due_by, using=self.db).claim(limit)
+#: Runs a task at once in the calling thread and records the run (``Task.run()``). Running needs execution
+#: and the lifecycle, which sit above the models, so ``ConductorConfig.ready()`` installs it (app/apps.py).
+_run_at_once: Callable[["Task"], Any] | None = None
 
 
-def _claim(candidates: list[tuple[int, bool, int]], runner: Any, from_status: str | None):
-    """Flip the candidates to running for ``runner`` and open a run for each one really claimed."""
-    from .taskrun import TaskRun
+def install_run_at_once(run_at_once: Callable[["Task"], Any]) -> None:
+    global _run_at_once
+    _run_at_once = run_at_once
 
-    runner_id = runner.pk if runner else None
-    fences = {task_id: fence for task_id, db_use, fence in candidates if not db_use}
-    db_task = next(((task_id, fence) for task_id, db_use, fence in candidates if db_use), None)
-    if db_task and Lease.objects.acquire(DB_USE, db_task[0], runner_id):
-        fences[db_task[0]] = db_task[1]
-    if not fences:
-        return []
-    # Each row only if its fence is still the one read: a stale candidate is never claimed.
-    claimable = Task.objects.filter(reduce(operator.or_, (Q(id=i, fence=f) for i, f in fences.items())))
-    if from_status:
-        claimable = claimable.filter(status=from_status)
-    else:
-        claimable = claimable.exclude(status=TaskStatus.RUNNING)
-    claimable.update(
-        status=TaskStatus.RUNNING,
-        runner=runner_id,
-        fence=F("fence") + 1,
-        attempts=F("attempts") + 1,
-        attempt=F("attempt") + 1,
-        # A new series keeps the time it was due: retries must not shift a loop's schedule.
-        period_start=Case(When(attempt=0, then=F("next_run")), default=F("period_start")),
-    )
-    # Ours are exactly those whose fence our UPDATE bumped, never a task that was already running.
-    running = Task.objects.filter(id__in=fences, status=TaskStatus.RUNNING, runner=runner_id)
-    tasks = [task for task in running if task.fence == fences[task.pk] + 1]
-    if db_task and db_task[0] in fences and all(task.pk != db_task[0] for task in tasks):
-        Lease.objects.release(DB_USE, db_task[0])
-    now = timezone.now()
-    runs = TaskRun.objects.bulk_create(
-        [
-            TaskRun(
-                task=task,
-                runner=runner,
-                fence=task.fence,
-                attempt=task.attempt,
-                scheduled_for=task.next_run,
-                started_at=now,
-            )
-            for task in tasks
-        ]
-    )
-    for run, task in zip(runs, tasks, strict=True):
-        run.task = task
-    return list(zip(tasks, runs, strict=True))
+
+#: State a task's lifecycle keeps, as opposed to its definition (what a person chose).
+STATE_FIELDS = frozenset({
+    "id", "task_id", "status", "next_run", "last_run", "last_status", "output", "error", "attempts",
+    "attempt", "period_start", "run_count", "runner", "fence", "paused", "created_at", "updated_at",
+})  # fmt: skip
 
 
 class Task(models.Model):
@@ -344,63 +289,27 @@ class Task(models.Model):
         return f"Every {self.interval:g} seconds" if self.loop else "Once"
 
     def run(self) -> Any:
-        """Run the function now, in the calling thread, and record the run; returns the TaskRun."""
-        from .execution import execute
-        from .taskrun import Outcome
+        """Run the function now, in the calling thread, and record the run; returns the TaskRun.
 
-        if self.pk is None:
-            self.save()
-        with transaction.atomic():
-            fence = Task.objects.select_for_update().values_list("fence", flat=True).get(pk=self.pk)
-            claimed = _claim([(self.pk, self.db_use, fence)], runner=None, from_status=None)
-        if not claimed:
-            raise RuntimeError(
-                f"Task {self.task_id} cannot run now: it is already running"
-                + (" or another db_use task holds the database lease." if self.db_use else ".")
-            )
-        task, run = claimed[0]
-        started = time.time()
-        try:
-            outcome = execute(task)
-        except BaseException:  # e.g. Ctrl-C: record the run as failed, never leave it open
-            run.finish(Outcome(RunStatus.FAILED, started, time.time(), error=traceback.format_exc()))
-            raise
-        run.finish(outcome)
-        self.refresh_from_db()
-        run.refresh_from_db()
-        return run
-
-    def retry_at_after(self, status: str, now: datetime) -> datetime | None:
-        """When a failed or timed-out try is retried, or None when the tries are used up."""
-        if status not in (RunStatus.FAILED, RunStatus.TIMED_OUT) or self.attempt >= self.max_attempts:
-            return None
-        return now + timedelta(seconds=schedule.retry_delay(self, self.attempt))
-
-    def run_effect(
-        self, status: str, now: datetime, retry_at: datetime | None = None, started: datetime | None = None
-    ) -> dict[str, Any]:
-        """How this (claimed) task changes after a run that started at ``started``, ended ``status``.
-
-        Plain values, the same keys always: ``status``; ``next_run`` (None: unchanged); ``series_over``
-        (attempt back to 0, one more run counted); ``loop_next_run``: when set, the task waits for that
-        time instead if its ``loop`` flag is still set when the result is recorded, since "stop looping"
-        may clear it during the run.
+        Raises RuntimeError when the task is running already (or, for a db_use task, another holds the
+        lease). Implemented by ``app.execution.run_at_once``, installed when the app is ready.
         """
-        if status == RunStatus.INTERRUPTED or retry_at is not None:  # due again: now, or when retried
-            due = now if status == RunStatus.INTERRUPTED else retry_at
-            return {
-                "status": TaskStatus.WAITING,
-                "next_run": due,
-                "series_over": False,
-                "loop_next_run": None,
-            }
-        ends = not self.loop or (self.max_runs and self.run_count + 1 >= self.max_runs)
-        return {
-            "status": TASK_STATUS_AFTER_RUN[status],
-            "next_run": None,
-            "series_over": True,
-            "loop_next_run": None if ends else self.next_loop_run(now, started),
-        }
+        if _run_at_once is None:
+            raise ImproperlyConfigured("Task.run() needs the conductor app to be ready (django.setup()).")
+        return _run_at_once(self)
+
+    @classmethod
+    def definition_fields(cls) -> list[str]:
+        """The names of the fields that define a task (what a copy keeps), from the model itself.
+
+        Every editable concrete field except the state its lifecycle keeps (``STATE_FIELDS``): a field
+        added to the model is part of the definition unless it is added there.
+        """
+        return [
+            field.name
+            for field in cls._meta.concrete_fields
+            if field.name not in STATE_FIELDS and field.editable
+        ]
 
     def next_loop_run(self, now: datetime, started: datetime | None = None) -> datetime:
         return schedule.next_loop_run(self, now, started)

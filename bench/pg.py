@@ -70,7 +70,8 @@ from django.db import connection  # noqa: E402
 from django.db.models import Count, Max, Min  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from app import conf, wakeup  # noqa: E402
+from app import conf  # noqa: E402
+from app.runner import wakeup  # noqa: E402
 from app.runnerprocess import RunnerProcess  # noqa: E402
 from app.status import RunnerState, RunStatus, TaskStatus  # noqa: E402
 from app.task import Task  # noqa: E402

@@ -82,6 +82,9 @@ def test_runtasks_refuses_an_empty_queue_name(queues, transactional_db):
         text=True,
         timeout=STARTUP,
     )
-    assert done.returncode != 0
-    assert f"--queue takes queue names separated by commas, got {queues!r}" in done.stderr
+    assert done.returncode == 2
+    assert (
+        f"argument --queue: takes queue names separated by commas (e.g. default,reports), got {queues!r}"
+        in (done.stderr)
+    )
     assert "Runner" not in done.stderr  # refused before a runner came up

@@ -279,7 +279,7 @@ def test_once_runs_what_is_due_then_exits_0(start_runtasks):
         ("--threads", "0", "whole number above 0"),
         ("--threads", "many", "whole number above 0"),
         ("--poll", "abc", "number of seconds"),
-        ("--poll", "0", "--poll must be above 0"),
+        ("--poll", "0", "seconds above 0"),
         ("--max-tasks", "-1", "whole number above 0"),
         ("--grace", "-2", "seconds >= 0"),
     ],

@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
-from app import actions, registry
+from app import actions, lifecycle, registry
 from app.bridge import DASHBOARD_GROUP, RUNNERS_GROUP, runner_group
 from app.runnerprocess import RunnerProcess
 from app.status import RunnerState, RunStatus, TaskStatus
@@ -578,7 +578,7 @@ def test_run_now_makes_tasks_due_and_tells_dashboards_and_runners(admin_client, 
         assert task.status == TaskStatus.WAITING
         assert task.paused is False
         assert before <= task.next_run <= timezone.now()
-    assert list(Task.objects.due().order_by("pk")) == [later, paused, done]
+    assert list(lifecycle.due().order_by("pk")) == [later, paused, done]
     changed = changed_tasks(listener.received(dashboard))
     assert set(changed) == {later.pk, paused.pk, done.pk}
     assert changed[paused.pk]["paused"] is False
@@ -1221,7 +1221,7 @@ def test_change_form_clearing_next_run_of_a_waiting_task_is_refused_or_filled_in
 
     task.refresh_from_db()
     refused = response.status_code == 200 and "next_run" in response.context["adminform"].form.errors
-    assert refused or Task.objects.due().filter(pk=task.pk).exists(), (task.status, task.next_run)
+    assert refused or lifecycle.due().filter(pk=task.pk).exists(), (task.status, task.next_run)
 
 
 def test_run_list_offers_its_filters_and_shows_open_runs(admin_client):

@@ -1,4 +1,4 @@
-"""Tests for app.claiming: what a claim changes, in how many statements, and that it is exclusive."""
+"""Tests for app.lifecycle.claiming: what a claim changes, in how many statements, that it is exclusive."""
 
 import threading
 from datetime import timedelta
@@ -8,8 +8,9 @@ from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from app.claiming import Claimer
+from app import lifecycle
 from app.lease import DB_USE, Lease
+from app.lifecycle import Claimer
 from app.runnerprocess import RunnerProcess
 from app.status import RunStatus, TaskStatus
 from app.task import Task
@@ -34,7 +35,7 @@ def test_a_claim_flips_tasks_to_running_and_opens_a_saved_run_for_each():
     runner = make_runner()
     tasks = make_tasks(3)
 
-    claimed = Task.objects.claim(runner, limit=8)
+    claimed = lifecycle.claim(runner, limit=8)
 
     assert sorted(task.pk for task, _ in claimed) == sorted(t.pk for t in tasks)
     for task, run in claimed:
@@ -70,7 +71,7 @@ def test_a_claim_takes_the_highest_priority_then_the_longest_due_up_to_the_limit
     Task.objects.filter(pk=low_old.pk).update(next_run=now - timedelta(seconds=10))
     Task.objects.filter(pk=low_older.pk).update(next_run=now - timedelta(seconds=20))
 
-    first = Task.objects.claim(make_runner(), limit=2)
+    first = lifecycle.claim(make_runner(), limit=2)
 
     assert [task.pk for task, _ in sorted(first, key=lambda pair: pair[1].pk)] == [high.pk, low_older.pk]
     assert Task.objects.get(pk=low_old.pk).status == TaskStatus.WAITING
@@ -80,7 +81,7 @@ def test_expired_tasks_are_marked_expired_and_never_claimed():
     [expired, fine] = make_tasks(2)
     Task.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
 
-    claimed = Task.objects.claim(make_runner(), limit=8)
+    claimed = lifecycle.claim(make_runner(), limit=8)
 
     assert [task.pk for task, _ in claimed] == [fine.pk]
     assert Task.objects.get(pk=expired.pk).status == TaskStatus.EXPIRED
@@ -93,7 +94,7 @@ def test_paused_future_and_other_queue_tasks_are_left_alone():
     Task.objects.filter(pk=later.pk).update(next_run=timezone.now() + timedelta(hours=1))
     Task.objects.filter(pk=elsewhere.pk).update(queue="other")
 
-    claimed = Task.objects.claim(make_runner(), limit=8, queues=["default"])
+    claimed = lifecycle.claim(make_runner(), limit=8, queues=["default"])
 
     assert [task.pk for task, _ in claimed] == [mine.pk]
 
@@ -104,14 +105,22 @@ def test_due_by_leaves_tasks_that_fell_due_later():
     Task.objects.filter(pk=early.pk).update(next_run=cutoff - timedelta(seconds=1))
     Task.objects.filter(pk=late.pk).update(next_run=cutoff + timedelta(microseconds=1))
 
-    claimed = Task.objects.claim(make_runner(), limit=8, due_by=cutoff)
+    claimed = lifecycle.claim(make_runner(), limit=8, due_by=cutoff)
 
     assert [task.pk for task, _ in claimed] == [early.pk]
 
 
-def test_a_filtered_queryset_is_refused_with_what_to_use_instead():
-    with pytest.raises(TypeError, match="queues= and due_by="):
-        Task.objects.filter(queue="default").claim(make_runner(), limit=8)
+def test_due_shows_the_orm_exactly_what_a_claim_takes():
+    now = timezone.now()
+    due = make_tasks(2)
+    make_tasks(1, paused=True)
+    make_tasks(1, next_run=now + timedelta(hours=1))
+    make_tasks(1, status=TaskStatus.FINISHED)
+
+    shown = set(lifecycle.due().values_list("pk", flat=True))
+
+    assert shown == {task.pk for task in due}
+    assert {task.pk for task, _ in lifecycle.claim(make_runner(), limit=8)} == shown
 
 
 def test_db_use_tasks_are_claimed_one_at_a_time_with_the_lease():
@@ -119,13 +128,13 @@ def test_db_use_tasks_are_claimed_one_at_a_time_with_the_lease():
     make_tasks(3, db_use=True)
     [plain] = make_tasks(1)
 
-    claimed = Task.objects.claim(runner, limit=8)
+    claimed = lifecycle.claim(runner, limit=8)
 
     db_tasks = [task for task, _ in claimed if task.db_use]
     assert len(db_tasks) == 1
     assert plain.pk in [task.pk for task, _ in claimed]
     assert Lease.objects.get(name=DB_USE).task_id == db_tasks[0].pk
-    assert Task.objects.claim(runner, limit=8) == []  # the lease is held: no second db_use task
+    assert lifecycle.claim(runner, limit=8) == []  # the lease is held: no second db_use task
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the one-statement claim is PostgreSQL's")
@@ -134,7 +143,7 @@ def test_a_full_claim_on_postgresql_is_one_statement():
     runner = make_runner()
 
     with CaptureQueriesContext(connection) as queries:
-        claimed = Task.objects.claim(runner, limit=4)
+        claimed = lifecycle.claim(runner, limit=4)
 
     assert len(claimed) == 4
     assert len(queries) == 1, [q["sql"] for q in queries]  # nothing left free, so no db_use look
@@ -151,7 +160,7 @@ def test_runners_claiming_at_once_never_claim_a_task_twice():
     def claim_all(runner: RunnerProcess) -> None:
         try:
             start.wait()
-            while batch := Task.objects.claim(runner, limit=7):
+            while batch := lifecycle.claim(runner, limit=7):
                 claimed[runner.worker_id].extend(task.pk for task, _ in batch)
         finally:
             connections.close_all()

@@ -229,7 +229,7 @@ async def test_staff_gets_a_snapshot_that_matches_the_database():
 
 
 async def test_live_is_ok_when_the_runner_serves_the_dashboard_itself(monkeypatch):
-    monkeypatch.setattr("app.serve.runner_in_process", True)
+    monkeypatch.setattr("app.livelayer.runner_in_process", True)
     async with dashboard(await db(viewer)()) as page:
         assert page.snapshot["live"] == {"ok": True, "reason": ""}
         assert page.snapshot["user"] == {"name": "viewer", "can_change": False, "can_add": False}

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 from django.utils import timezone
 
+from app import lifecycle
 from app.context import TaskContext
 from app.lease import DB_USE, Lease
 from app.runnerprocess import RunnerProcess
@@ -111,7 +112,7 @@ def test_a_recovered_run_no_longer_owns_its_claim(task_modules, start_runner, jo
     task = owner_task(journal, release)
     running = start_runner()
     fence = fence_seen(journal)
-    RunnerProcess.objects.filter(pk=running.runner.record.pk).recover("recovered by the test")
+    lifecycle.recover(RunnerProcess.objects.filter(pk=running.runner.record.pk), "recovered by the test")
     assert not owner_after_release(journal, release, fence)
     # Given back and run again: the new run owns its own, newer claim.
     wait_until(lambda: status_is(task, TaskStatus.FINISHED))

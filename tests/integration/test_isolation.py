@@ -300,7 +300,7 @@ def test_a_cancelled_child_is_stopped_and_recorded_as_cancelled(start_runner):
     [pid] = child_processes()
     run = TaskRun.objects.get(task=task)
     # What the runner's ChannelBridge delivers for app.actions.cancel (this runner has no bridge).
-    running.runner._inbox.put(("command", {"command": "cancel", "run": run.pk, "by": "test"}))
+    running.runner.command({"command": "cancel", "run": run.pk, "by": "test"})
     wait_until(lambda: status_is(task, TaskStatus.STOPPED), timeout=WELL_BEFORE)
     run.refresh_from_db()
     assert run.status == RunStatus.CANCELLED

@@ -9,7 +9,7 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
-from app import events
+from app import events, lifecycle
 from app.runnerprocess import RunnerProcess
 from app.status import RunnerState, RunStatus, TaskStatus
 from app.task import Task
@@ -220,9 +220,9 @@ def test_runs_of_a_dead_runner_are_recovered_and_redone(start_runner):
     assert RunnerProcess.objects.get(pk=dead.pk).state == RunnerState.DEAD
     assert TaskRun.objects.filter(task=task, status=RunStatus.FINISHED).count() == 1
     # The crashed runner's late result is refused: it cannot overwrite the newer run.
-    from app.taskrun import Outcome
+    from app.lifecycle import Outcome
 
-    assert not lost.finish(Outcome(RunStatus.FINISHED, 0.0, 1.0, output="stale"))
+    assert not lifecycle.finish(lost, Outcome(RunStatus.FINISHED, 0.0, 1.0, output="stale"))
     assert Task.objects.get(pk=task.pk).output == 1
 
 
@@ -391,7 +391,7 @@ def test_cancel_cancels_an_async_task_at_its_await(start_runner, tmp_path):
     wait_until(lambda: journal.exists())
     run = task.runs.get()
     # What the runner's ChannelBridge delivers for app.actions.cancel (this runner has no bridge).
-    running.runner._inbox.put(("command", {"command": "cancel", "run": run.pk, "by": "test"}))
+    running.runner.command({"command": "cancel", "run": run.pk, "by": "test"})
     wait_until(lambda: finished(task, TaskStatus.STOPPED), timeout=20)
 
     run.refresh_from_db()

@@ -2,8 +2,8 @@
 
 import pytest
 
-from app import runner as runner_module
 from app.runner import Runner
+from app.runner import loop as runner_module
 from app.status import TaskStatus
 from app.task import Task
 from tests import functions
@@ -29,13 +29,13 @@ def no_database_watcher(monkeypatch) -> None:
 @pytest.fixture
 def runs_end_before_policing(monkeypatch) -> None:
     """Every active run ends between the loop's inbox and its policing: policing then collects them."""
-    police = Runner._police
+    collect = Runner._collect_dead_threads
 
-    def police_after_the_runs_ended(self: Runner, now: float) -> None:
+    def collect_after_the_runs_ended(self: Runner) -> None:
         wait_until(lambda: all(not active.thread.is_alive() for active in self._active.values()))
-        police(self, now)
+        collect(self)
 
-    monkeypatch.setattr(Runner, "_police", police_after_the_runs_ended)
+    monkeypatch.setattr(Runner, "_collect_dead_threads", collect_after_the_runs_ended)
 
 
 def test_a_backlog_starts_on_threads_freed_by_policing(start_runner, runs_end_before_policing) -> None:

@@ -10,9 +10,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from app.runner.wakeup import CHANNEL
 from app.task import Task
 from app.taskrun import TaskRun
-from app.wakeup import CHANNEL
 from tests import functions
 from tests.conftest import wait_until
 from tests.integration.test_runner import finished, make_task

@@ -4,13 +4,14 @@ import io
 import os
 import subprocess
 import sys
+from argparse import ArgumentTypeError
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from app.management.commands.runtasks import positive_int, seconds
+from app.management.commands.runtasks import address, poll_seconds, positive_int, queue_names, seconds
 from app.serve import is_loopback, parse_address
 from app.status import TaskStatus
 from app.task import Task
@@ -22,71 +23,71 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # --- runtasks ------------------------------------------------------------------------------------
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BAD_OPTIONS = [
     # (id, arguments, what the message must say)
-    ("threads-0", ["--threads", "0"], "--threads takes a whole number above 0, got 0"),
-    ("threads-negative", ["--threads", "-2"], "--threads takes a whole number above 0, got -2"),
-    ("threads-x", ["--threads", "x"], "--threads takes a whole number above 0, got 'x'"),
-    ("threads-float", ["--threads", "1.5"], "--threads takes a whole number above 0, got '1.5'"),
-    ("poll-0", ["--poll", "0"], "--poll must be above 0 seconds"),
-    ("poll-abc", ["--poll", "abc"], "--poll takes a number of seconds, got 'abc'"),
-    ("poll-negative", ["--poll", "-1"], "--poll takes a finite number of seconds >= 0, got '-1'"),
-    ("poll-nan", ["--poll", "nan"], "--poll takes a finite number of seconds >= 0, got 'nan'"),
-    ("poll-inf", ["--poll", "inf"], "--poll takes a finite number of seconds >= 0, got 'inf'"),
-    ("grace--1", ["--grace", "-1"], "--grace takes a finite number of seconds >= 0, got '-1'"),
-    ("grace-abc", ["--grace", "abc"], "--grace takes a number of seconds, got 'abc'"),
-    ("grace-nan", ["--grace", "nan"], "--grace takes a finite number of seconds >= 0, got 'nan'"),
-    ("grace-inf", ["--grace", "inf"], "--grace takes a finite number of seconds >= 0, got 'inf'"),
-    ("max-tasks-0", ["--max-tasks", "0"], "--max-tasks takes a whole number above 0, got 0"),
-    ("max-tasks-x", ["--max-tasks", "x"], "--max-tasks takes a whole number above 0, got 'x'"),
-    ("max-tasks-empty", ["--max-tasks", ""], "--max-tasks takes a whole number above 0, got ''"),
-    ("worker-id-empty", ["--worker-id", ""], "--worker-id must not be empty"),
-    ("worker-id-blank", ["--worker-id", "   "], "--worker-id must not be empty"),
+    ("threads-0", ["--threads", "0"], "argument --threads: takes a whole number above 0, got '0'"),
+    ("threads-negative", ["--threads", "-2"], "argument --threads: takes a whole number above 0, got '-2'"),
+    ("threads-x", ["--threads", "x"], "argument --threads: takes a whole number above 0, got 'x'"),
+    ("threads-float", ["--threads", "1.5"], "argument --threads: takes a whole number above 0, got '1.5'"),
+    ("poll-0", ["--poll", "0"], "argument --poll: takes a number of seconds above 0 (e.g. 5), got '0'"),
+    ("poll-abc", ["--poll", "abc"], "argument --poll: takes a number of seconds, got 'abc'"),
+    ("poll-negative", ["--poll=-1"], "argument --poll: takes a finite number of seconds >= 0, got '-1'"),
+    ("poll-nan", ["--poll", "nan"], "argument --poll: takes a finite number of seconds >= 0, got 'nan'"),
+    ("poll-inf", ["--poll", "inf"], "argument --poll: takes a finite number of seconds >= 0, got 'inf'"),
+    ("grace--1", ["--grace=-1"], "argument --grace: takes a finite number of seconds >= 0, got '-1'"),
+    ("grace-abc", ["--grace", "abc"], "argument --grace: takes a number of seconds, got 'abc'"),
+    ("grace-nan", ["--grace", "nan"], "argument --grace: takes a finite number of seconds >= 0, got 'nan'"),
+    ("grace-inf", ["--grace", "inf"], "argument --grace: takes a finite number of seconds >= 0, got 'inf'"),
+    ("max-tasks-0", ["--max-tasks", "0"], "argument --max-tasks: takes a whole number above 0, got '0'"),
+    ("max-tasks-x", ["--max-tasks", "x"], "argument --max-tasks: takes a whole number above 0, got 'x'"),
+    ("max-tasks-empty", ["--max-tasks", ""], "argument --max-tasks: takes a whole number above 0, got ''"),
+    ("worker-id-empty", ["--worker-id", ""], "argument --worker-id: must not be empty"),
+    ("worker-id-blank", ["--worker-id", "   "], "argument --worker-id: must not be empty"),
+    ("queue-empty-name", ["--queue", "a,,b"], "argument --queue: takes queue names separated by commas"),
+    ("serve-no-port", ["--serve", "localhost"], "argument --serve: expected HOST:PORT"),
+    ("serve-port-0", ["--serve", ":0"], "argument --serve: the port must be 1 to 65535, got 0"),
 ]
 
 
 @pytest.mark.parametrize(
     ("arguments", "message"), [pytest.param(*case[1:], id=case[0]) for case in BAD_OPTIONS]
 )
-def test_runtasks_refuses_a_bad_option_saying_what_is_wrong(arguments, message):
-    with pytest.raises(CommandError) as caught:
-        call_command("runtasks", *arguments)
+def test_runtasks_exits_2_on_a_bad_option_saying_what_is_wrong(arguments, message):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "runtasks", *arguments],
+        cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
-    assert message in str(caught.value)
-
-
-@pytest.mark.parametrize("arguments", [pytest.param(case[1], id=case[0]) for case in BAD_OPTIONS])
-def test_runtasks_error_names_the_option(arguments):
-    with pytest.raises(CommandError) as caught:
-        call_command("runtasks", *arguments)
-
-    assert str(caught.value).startswith(arguments[0] + " ")
-
-
-@pytest.mark.parametrize(("text", "value"), [("1", 1), ("8", 8), (" 16 ", 16)])
-def test_positive_int_accepts_whole_numbers_above_zero(text, value):
-    assert positive_int(text, "--threads") == value
-
-
-@pytest.mark.parametrize(("text", "value"), [("0", 0.0), ("0.25", 0.25), ("10", 10.0)])
-def test_seconds_accepts_finite_numbers_from_zero(text, value):
-    assert seconds(text, "--grace") == value
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(
-    ("parse", "text", "message"),
-    [
-        (positive_int, "0", "--some-option takes a whole number above 0, got 0"),
-        (positive_int, "x", "--some-option takes a whole number above 0, got 'x'"),
-        (seconds, "x", "--some-option takes a number of seconds, got 'x'"),
-        (seconds, "-inf", "--some-option takes a finite number of seconds >= 0, got '-inf'"),
-    ],
-)
-def test_parsers_name_the_option_they_are_given(parse, text, message):
-    with pytest.raises(CommandError) as caught:
-        parse(text, "--some-option")
+    ("parse", "text", "value"),
+    [(positive_int, "1", 1), (positive_int, " 16 ", 16), (seconds, "0", 0.0), (seconds, "0.25", 0.25),
+     (poll_seconds, "5", 5.0), (queue_names, "a, b", ["a", "b"]), (address, ":8080", ("127.0.0.1", 8080))],
+)  # fmt: skip
+def test_option_types_accept_good_values(parse, text, value):
+    assert parse(text) == value
 
-    assert str(caught.value) == message
+
+@pytest.mark.parametrize(
+    ("parse", "text"), [(positive_int, "0"), (seconds, "-inf"), (poll_seconds, "0"), (queue_names, ",")]
+)
+def test_option_types_refuse_bad_values_as_argparse_expects(parse, text):
+    with pytest.raises(ArgumentTypeError):
+        parse(text)
+
+
+def test_runtasks_from_code_gets_the_same_check_as_a_command_error():
+    with pytest.raises(CommandError, match="argument --threads: takes a whole number above 0, got '0'"):
+        call_command("runtasks", "--threads", "0")
 
 
 # --- runtasks --serve: DEBUG only on a loopback address ------------------------------------------

@@ -14,11 +14,11 @@ import pytest
 
 from app.context import TaskContext
 from app.execution import RunCancelled, RunInterrupted, TimeLimitExceeded, execute, jsonable
+from app.lifecycle import Outcome
 from app.newthread import set_async_exc
 from app.registry import register
 from app.status import RunStatus
 from app.task import Task
-from app.taskrun import Outcome
 from tests import functions
 from tests.conftest import wait_until
 

@@ -30,7 +30,7 @@ def test_runtasks_poll_defaults_to_the_setting() -> None:
         parser = Command().create_parser("manage.py", "runtasks")
         assert float(parser.parse_args([]).poll) == conf.get().POLL
     with override_settings(CONDUCTOR={"POLL": 0.5}):
-        assert Command().create_parser("manage.py", "runtasks").parse_args([]).poll == "0.5"
+        assert Command().create_parser("manage.py", "runtasks").parse_args([]).poll == 0.5
 
 
 def test_app_keeps_its_own_config_beside_the_daphne_one() -> None:

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.core.exceptions import ValidationError
 
-from app import schedule
+from app import lifecycle, schedule
 from app.snapshot import task_state
 from app.status import CatchUp, RunStatus
 from app.task import Task
@@ -403,7 +403,7 @@ def test_retry_delay_of_a_very_late_attempt_is_still_capped(attempt):
 def test_retry_at_after_retries_failed_and_timed_out_tries_until_the_last(status, attempt, retried):
     job = task(max_attempts=3, retry_delay=4, retry_delay_max=100)
     job.attempt = attempt
-    retry_at = job.retry_at_after(status, T0)
+    retry_at = lifecycle.retry_at_after(job, status, T0)
     if not retried:
         assert retry_at is None
         return

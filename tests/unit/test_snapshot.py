@@ -11,8 +11,9 @@ from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 
 from app import events, registry, snapshot
-from app.activerun import ActiveRun
 from app.context import TaskContext
+from app.lifecycle import Outcome
+from app.runner.activerun import ActiveRun
 from app.runnerprocess import RunnerProcess
 from app.snapshot import (
     RECENT_RUNNERS,
@@ -29,7 +30,7 @@ from app.snapshot import (
 )
 from app.status import RunnerState, RunStatus
 from app.task import Task
-from app.taskrun import Outcome, TaskRun
+from app.taskrun import TaskRun
 from tests import functions
 
 PROTOCOL = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
@@ -172,7 +173,7 @@ def test_function_info_when_there_is_no_signature(monkeypatch):
 
 
 def test_live_status(monkeypatch):
-    monkeypatch.setattr("app.serve.runner_in_process", False)
+    monkeypatch.setattr("app.livelayer.runner_in_process", False)
     monkeypatch.setattr(snapshot, "layer_reaches_other_processes", lambda: False)
     status = live_status()
     assert status["ok"] is False
@@ -180,7 +181,7 @@ def test_live_status(monkeypatch):
     monkeypatch.setattr(snapshot, "layer_reaches_other_processes", lambda: True)
     assert live_status() == {"ok": True, "reason": ""}
     monkeypatch.setattr(snapshot, "layer_reaches_other_processes", lambda: False)
-    monkeypatch.setattr("app.serve.runner_in_process", True)
+    monkeypatch.setattr("app.livelayer.runner_in_process", True)
     assert live_status() == {"ok": True, "reason": ""}
 
 

@@ -1,4 +1,4 @@
-"""Tests for app.wakeup's SqliteWatcher on a real SQLite file, with a second connection committing."""
+"""Tests for app.runner.wakeup's SqliteWatcher on a real SQLite file, with a second connection committing."""
 
 import os
 import sqlite3
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app import wakeup
-from app.wakeup import SqliteWatcher
+from app.runner import wakeup
+from app.runner.wakeup import SqliteWatcher
 
 #: Generous: how long a test waits for a wake-up that must come (speed is the bench's business).
 WAKE_TIMEOUT = 10.0

@@ -1,43 +1,16 @@
-"""Tests for app.workers: pooled New_Thread workers, one run at a time, interrupts that hit only their run."""
+"""app.runner.workers: pooled New_Thread workers, one run at a time; interrupts hit only their run."""
 
 import asyncio
-import queue
 import threading
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from app import coroutines
 from app.interrupts import Interrupts
 from app.newthread import ThreadInterrupted
-from app.workers import Job, WorkerPool
+from app.runner.workers import Job, WorkerPool
 from tests.conftest import wait_until
 
 TIMEOUT = 10
-
-
-class Reports:
-    def __init__(self) -> None:
-        self.received: queue.SimpleQueue[tuple[int, object]] = queue.SimpleQueue()
-
-    def __call__(self, run_id: int, outcome: object) -> None:
-        self.received.put((run_id, outcome))
-
-    def next(self) -> tuple[int, object]:
-        return self.received.get(timeout=TIMEOUT)
-
-
-@pytest.fixture
-def reports() -> Reports:
-    return Reports()
-
-
-@pytest.fixture
-def pool(reports: Reports) -> Iterator[WorkerPool]:
-    workers = WorkerPool(2, reports)
-    yield workers
-    workers.close()
 
 
 def busy_until(release: threading.Event) -> str:

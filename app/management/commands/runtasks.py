@@ -2,6 +2,7 @@
 
 import logging
 import signal
+from argparse import ArgumentTypeError
 from typing import Any
 
 from django.conf import settings
@@ -17,24 +18,56 @@ DEFAULT_ADDRESS = "127.0.0.1:8000"
 VERBOSITY_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
 
 
-def positive_int(text: str, option: str) -> int:
+# Option types: argparse calls them, and exits 2 with "argument --x: <message>" when one raises.
+
+
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise CommandError(f"{option} takes a whole number above 0, got {text!r}") from None
+        raise ArgumentTypeError(f"takes a whole number above 0, got {text!r}") from None
     if value <= 0:
-        raise CommandError(f"{option} takes a whole number above 0, got {value}")
+        raise ArgumentTypeError(f"takes a whole number above 0, got {text!r}")
     return value
 
 
-def seconds(text: str, option: str) -> float:
+def seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise CommandError(f"{option} takes a number of seconds, got {text!r}") from None
+        raise ArgumentTypeError(f"takes a number of seconds, got {text!r}") from None
     if not value >= 0 or value == float("inf"):
-        raise CommandError(f"{option} takes a finite number of seconds >= 0, got {text!r}")
+        raise ArgumentTypeError(f"takes a finite number of seconds >= 0, got {text!r}")
     return value
+
+
+def poll_seconds(text: str) -> float:
+    value = seconds(text)
+    if value == 0:
+        raise ArgumentTypeError(f"takes a number of seconds above 0 (e.g. 5), got {text!r}")
+    return value
+
+
+def worker_id(text: str) -> str:
+    if not text.strip():
+        raise ArgumentTypeError(
+            "must not be empty: name this runner (e.g. --worker-id web-1), or leave it out"
+        )
+    return text
+
+
+def queue_names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise ArgumentTypeError(f"takes queue names separated by commas (e.g. default,reports), got {text!r}")
+    return names
+
+
+def address(text: str) -> tuple[str, int]:
+    try:
+        return serve.parse_address(text)
+    except ValueError as exc:
+        raise ArgumentTypeError(str(exc)) from None
 
 
 class Command(BaseCommand):
@@ -43,32 +76,34 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         defaults = conf.get()
         parser.add_argument(
-            "--threads", type=str, default=str(defaults.THREADS), help="Most task threads at once."
+            "--threads", type=positive_int, default=defaults.THREADS, help="Most task threads at once."
         )
         parser.add_argument(
             "--poll",
-            type=str,
-            default=str(defaults.POLL),
+            type=poll_seconds,
+            default=defaults.POLL,
             help="Seconds between safety-net polls for due tasks.",
         )
         parser.add_argument(
             "--once", action="store_true", help="Run what is due now, wait for it, then exit."
         )
-        parser.add_argument("--max-tasks", type=str, help="Exit after this many runs.")
-        parser.add_argument("--worker-id", help="This runner's name (default: host-pid).")
+        parser.add_argument("--max-tasks", type=positive_int, help="Exit after this many runs.")
+        parser.add_argument("--worker-id", type=worker_id, help="This runner's name (default: host-pid).")
         parser.add_argument(
             "--grace",
-            type=str,
-            default=str(defaults.GRACE),
+            type=seconds,
+            default=defaults.GRACE,
             help="Seconds running tasks get to finish after a stop signal.",
         )
         parser.add_argument(
             "--queue",
+            type=queue_names,
             metavar="NAME[,NAME...]",
             help="Serve only tasks in these queues (comma-separated; default: every queue).",
         )
         parser.add_argument(
             "--serve",
+            type=address,
             nargs="?",
             const=DEFAULT_ADDRESS,
             metavar="ADDR:PORT",
@@ -94,17 +129,16 @@ class Command(BaseCommand):
         if code:
             raise SystemExit(code)
 
-    def _address(self, text: str | None) -> tuple[str, int] | None:
-        if text is None:
+    def _address(self, parsed: tuple[str, int] | None) -> tuple[str, int] | None:
+        """The address its option type parsed, refused while DEBUG is on unless it is a loopback one."""
+        if parsed is None:
             return None
-        try:
-            host, port = serve.parse_address(text)
-        except ValueError as exc:
-            raise CommandError(f"--serve: {exc}") from exc
+        host, port = parsed
         if settings.DEBUG and not serve.is_loopback(host):
+            shown = f"[{host}]" if ":" in host else host
             raise CommandError(
-                f"--serve {text}: DEBUG is on and {host} is not a loopback address, so error pages would "
-                "show tracebacks and settings to anyone who connects. Serve on a loopback address "
+                f"--serve {shown}:{port}: DEBUG is on and {host} is not a loopback address, so error pages "
+                "would show tracebacks and settings to anyone who connects. Serve on a loopback address "
                 f"(--serve 127.0.0.1:{port}), or turn DEBUG off (DJANGO_DEBUG=0 in this repository's "
                 "settings) to serve the network."
             )
@@ -128,31 +162,16 @@ class Command(BaseCommand):
         return None
 
     def _runner_options(self, options: dict[str, Any]) -> RunnerOptions:
-        poll = seconds(options["poll"], "--poll")
-        if poll == 0:
-            raise CommandError("--poll must be above 0 seconds")
-        worker_id = options["worker_id"]
-        if worker_id is not None and not worker_id.strip():
-            raise CommandError("--worker-id must not be empty")
+        """The runner's options, each already parsed and checked by its option type."""
         return RunnerOptions(
-            threads=positive_int(options["threads"], "--threads"),
-            poll=poll,
-            grace=seconds(options["grace"], "--grace"),
+            threads=options["threads"],
+            poll=options["poll"],
+            grace=options["grace"],
             once=options["once"],
-            max_tasks=positive_int(options["max_tasks"], "--max-tasks")
-            if options["max_tasks"] is not None
-            else None,
-            worker_id=worker_id,
-            queues=self._queues(options["queue"]),
+            max_tasks=options["max_tasks"],
+            worker_id=options["worker_id"],
+            queues=options["queue"],
         )
-
-    def _queues(self, text: str | None) -> list[str] | None:
-        if text is None:
-            return None
-        names = [name.strip() for name in text.split(",")]
-        if not all(names):
-            raise CommandError(f"--queue takes queue names separated by commas, got {text!r}")
-        return names
 
     def _install_signal_handlers(self, runner: Runner) -> None:
         def on_signal(signum: int, frame: Any) -> None:

@@ -19,8 +19,8 @@ from typing import Any
 
 from django.db import close_old_connections
 
-from . import coroutines
-from .newthread import New_Thread, set_async_exc
+from .. import coroutines
+from ..newthread import New_Thread, set_async_exc
 
 logger = logging.getLogger("conductor.workers")
 

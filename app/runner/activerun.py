@@ -6,7 +6,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from .context import TaskContext
+from ..context import TaskContext
 from .workers import RunThread
 
 

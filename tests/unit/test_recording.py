@@ -1,4 +1,4 @@
-"""TaskRun.finish_many: one fenced UPDATE ... RETURNING per batch; run.task left as the database has it."""
+"""lifecycle.finish_many: one fenced UPDATE ... RETURNING per batch; run.task left as the database has it."""
 
 import re
 import time
@@ -9,12 +9,13 @@ from django.db import connection
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
-from app import taskrun
+from app import lifecycle
 from app.lease import DB_USE, Lease
+from app.lifecycle import REFUSED, Outcome, recording
 from app.runnerprocess import RunnerProcess
 from app.status import RunStatus, TaskStatus
 from app.task import Task
-from app.taskrun import REFUSED, Outcome, TaskRun
+from app.taskrun import TaskRun
 from tests import functions
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +25,7 @@ def claimed(count: int = 1, runner: RunnerProcess | None = None, **fields) -> li
     """``count`` new tasks, claimed: their open runs (each run's ``task`` is the claimed task)."""
     for _ in range(count):
         Task(func=functions.add, args_in={"a": 1}, **fields).save()
-    runs = [run for _, run in Task.objects.claim(runner, limit=count)]
+    runs = [run for _, run in lifecycle.claim(runner, limit=count)]
     assert len(runs) == count
     return runs
 
@@ -50,7 +51,7 @@ def test_run_task_is_left_as_the_database_has_it():
         (runs[2], outcome(RunStatus.INTERRUPTED)),
     ]
 
-    assert TaskRun.finish_many(batch) == [True, True, True]
+    assert lifecycle.finish_many(batch) == [True, True, True]
 
     for run in runs:
         assert columns(run.task) == columns(Task.objects.get(pk=run.task_id))
@@ -61,7 +62,7 @@ def test_run_task_shows_changes_made_by_others_during_the_run():
     assert run.task.runner is not None
     Task.objects.get(pk=run.task_id).set_paused(True)
 
-    run.finish(outcome())
+    lifecycle.finish(run, outcome())
 
     assert run.task.paused
     assert run.task.runner_id is None
@@ -73,7 +74,7 @@ def test_a_batch_is_one_update_of_its_tasks_and_one_per_kind_of_run_without_read
     Task.objects.filter(pk=runs[3].task_id).update(fence=F("fence") + 1)  # claimed again since
 
     with CaptureQueriesContext(connection) as queries:
-        TaskRun.finish_many([(run, outcome()) for run in runs])
+        lifecycle.finish_many([(run, outcome()) for run in runs])
 
     sql = [query["sql"] for query in queries if "SAVEPOINT" not in query["sql"]]  # the test's transaction
     pattern = r'(?:(\d+) times: )?(?:WITH o \(.*?\) AS \(VALUES (.*)\) )?(\w+) "(\w+)"'
@@ -87,12 +88,12 @@ def test_a_batch_is_one_update_of_its_tasks_and_one_per_kind_of_run_without_read
 
 
 def test_a_large_batch_is_recorded_a_statement_per_chunk(monkeypatch):
-    monkeypatch.setattr(taskrun, "OUTCOMES_PER_STATEMENT", 2)
+    monkeypatch.setattr(recording, "OUTCOMES_PER_STATEMENT", 2)
     runs = claimed(5)
     Task.objects.filter(pk=runs[2].task_id).update(fence=F("fence") + 1)  # claimed again since
 
     with CaptureQueriesContext(connection) as queries:
-        accepted = TaskRun.finish_many([(run, outcome(output=n)) for n, run in enumerate(runs)])
+        accepted = lifecycle.finish_many([(run, outcome(output=n)) for n, run in enumerate(runs)])
 
     assert accepted == [True, True, False, True, True]
     assert sum('UPDATE "conductor_task" SET' in query["sql"] for query in queries) == 3
@@ -103,10 +104,13 @@ def test_a_refused_run_and_a_newer_run_of_the_same_task_in_one_batch():
     """Outcomes are matched to tasks by id and fence: the newer claim's run is the one that counts."""
     [old] = claimed()
     Task.objects.filter(pk=old.task_id).update(status=TaskStatus.WAITING)  # recovered, as if elsewhere
-    [new] = [run for _, run in Task.objects.claim(None, limit=1)]
+    [new] = [run for _, run in lifecycle.claim(None, limit=1)]
     assert (new.task_id, new.fence) == (old.task_id, old.fence + 1)
 
-    assert TaskRun.finish_many([(old, outcome(output="late")), (new, outcome(output="new"))]) == [False, True]
+    assert lifecycle.finish_many([(old, outcome(output="late")), (new, outcome(output="new"))]) == [
+        False,
+        True,
+    ]
 
     assert Task.objects.get(pk=new.task_id).output == "new"
 
@@ -116,7 +120,7 @@ def test_a_loop_stopped_during_the_run_ends_with_the_status_of_a_one_off():
     scheduled = run.task.next_run
     Task.objects.get(pk=run.task_id).stop_looping()
 
-    assert TaskRun.finish_many([(run, outcome(RunStatus.FAILED))]) == [True]
+    assert lifecycle.finish_many([(run, outcome(RunStatus.FAILED))]) == [True]
 
     assert (run.task.status, run.task.loop, run.task.next_run) == (TaskStatus.FAILED, False, scheduled)
     assert (run.task.attempt, run.task.run_count) == (0, 1)
@@ -126,7 +130,7 @@ def test_a_loop_goes_on_to_its_next_period():
     [run] = claimed(loop=True, interval=3600)
     scheduled = run.task.next_run
 
-    run.finish(outcome())
+    lifecycle.finish(run, outcome())
 
     assert (run.task.status, run.task.next_run) == (TaskStatus.WAITING, scheduled + timedelta(seconds=3600))
     assert (run.task.attempt, run.task.run_count, run.task.last_status) == (0, 1, RunStatus.FINISHED)
@@ -135,7 +139,7 @@ def test_a_loop_goes_on_to_its_next_period():
 def test_a_loop_that_reached_max_runs_ends():
     [run] = claimed(loop=True, interval=3600, max_runs=1)
 
-    run.finish(outcome())
+    lifecycle.finish(run, outcome())
 
     assert (run.task.status, run.task.loop, run.task.run_count) == (TaskStatus.FINISHED, True, 1)
 
@@ -143,7 +147,7 @@ def test_a_loop_that_reached_max_runs_ends():
 def test_a_failed_try_with_tries_left_waits_for_its_retry():
     [run] = claimed(max_attempts=3)
 
-    run.finish(outcome(RunStatus.FAILED, error="boom"))
+    lifecycle.finish(run, outcome(RunStatus.FAILED, error="boom"))
 
     stored = TaskRun.objects.get(pk=run.pk)
     assert (run.task.status, run.task.next_run) == (TaskStatus.WAITING, stored.retry_at)
@@ -155,7 +159,7 @@ def test_an_interrupted_run_makes_its_task_due_now_and_keeps_its_try():
     [run] = claimed(max_attempts=3)
     before = time.time()
 
-    run.finish(outcome(RunStatus.INTERRUPTED))
+    lifecycle.finish(run, outcome(RunStatus.INTERRUPTED))
 
     assert run.task.status == TaskStatus.WAITING
     assert before <= run.task.next_run.timestamp() <= time.time()
@@ -164,9 +168,9 @@ def test_an_interrupted_run_makes_its_task_due_now_and_keeps_its_try():
 
 def test_an_overrunning_run_stays_timed_out():
     [run] = claimed()
-    assert run.mark_overrunning()
+    assert lifecycle.mark_overrunning(run)
 
-    run.finish(outcome(RunStatus.FINISHED))
+    lifecycle.finish(run, outcome(RunStatus.FINISHED))
 
     assert TaskRun.objects.get(pk=run.pk).status == RunStatus.TIMED_OUT
     assert run.task.status == TaskStatus.TIMED_OUT
@@ -176,7 +180,7 @@ def test_refused_runs_in_a_mixed_batch():
     runner = RunnerProcess.objects.create(worker_id="lost", host="h", pid=1)
     [lost], [kept] = claimed(runner=runner), claimed(db_use=True)
     [again, accepted] = claimed(2)
-    RunnerProcess.objects.filter(pk=runner.pk).recover("presumed dead in a test")
+    lifecycle.recover(RunnerProcess.objects.filter(pk=runner.pk), "presumed dead in a test")
     Task.objects.filter(pk=again.task_id).update(fence=F("fence") + 1)  # claimed again since
     refused_tasks = [columns(run.task) for run in (lost, again)]
     batch = [
@@ -185,7 +189,7 @@ def test_refused_runs_in_a_mixed_batch():
         (accepted, outcome(output=1)),
     ]
 
-    assert TaskRun.finish_many(batch) == [False, False, True]
+    assert lifecycle.finish_many(batch) == [False, False, True]
 
     assert [columns(run.task) for run in (lost, again)] == refused_tasks  # left as they were
     assert TaskRun.objects.get(pk=lost.pk).error == "presumed dead in a test"  # closed by recovery
@@ -201,7 +205,7 @@ def test_the_db_use_lease_is_freed_by_an_accepted_run_only():
     [run] = claimed(db_use=True)
     assert Lease.objects.get(name=DB_USE).task_id == run.task_id
 
-    assert TaskRun.finish_many([(run, outcome())]) == [True]
+    assert lifecycle.finish_many([(run, outcome())]) == [True]
 
     assert Lease.objects.get(name=DB_USE).task_id is None
 
@@ -210,7 +214,7 @@ def test_the_db_use_lease_is_freed_even_if_db_use_was_cleared_during_the_run():
     [run] = claimed(db_use=True)
     Task.objects.filter(pk=run.task_id).update(db_use=False)
 
-    run.finish(outcome())
+    lifecycle.finish(run, outcome())
 
     assert Lease.objects.get(name=DB_USE).task_id is None
     assert not run.task.db_use
@@ -220,7 +224,7 @@ def test_the_db_use_lease_of_a_newer_claim_is_kept():
     [run] = claimed(db_use=True)
     Task.objects.filter(pk=run.task_id).update(fence=F("fence") + 1)  # claimed again since
 
-    assert TaskRun.finish_many([(run, outcome())]) == [False]
+    assert lifecycle.finish_many([(run, outcome())]) == [False]
 
     assert Lease.objects.get(name=DB_USE).task_id == run.task_id
 
@@ -243,7 +247,7 @@ def test_the_db_use_lease_of_a_newer_claim_is_kept():
 def test_json_outputs_round_trip(output):
     [run] = claimed()
 
-    run.finish(outcome(output=output))
+    lifecycle.finish(run, outcome(output=output))
 
     assert run.task.output == output
     assert type(run.task.output) is type(output)
@@ -254,7 +258,7 @@ def test_json_outputs_round_trip(output):
 def test_a_whole_number_float_stays_a_float():
     [run] = claimed(loop=True, interval=60.0, kill_time=5.0, retry_delay=1.0, max_runs=9)
 
-    run.finish(outcome())
+    lifecycle.finish(run, outcome())
 
     for field in ("interval", "kill_time", "retry_delay", "retry_delay_max", "run_in"):
         assert type(getattr(run.task, field)) is float, field
@@ -264,14 +268,14 @@ def test_a_whole_number_float_stays_a_float():
 
 
 def test_an_empty_batch_records_nothing():
-    assert TaskRun.finish_many([]) == []
+    assert lifecycle.finish_many([]) == []
 
 
 def test_without_refresh_the_same_is_recorded_and_run_task_is_left_alone():
     runs = claimed(2, loop=True, interval=60)
     before = [columns(run.task) for run in runs]
 
-    assert TaskRun.finish_many(
+    assert lifecycle.finish_many(
         [(runs[0], outcome()), (runs[1], outcome(RunStatus.FAILED))], refresh=False
     ) == [
         True,

@@ -1,0 +1,18 @@
+"""Whether the runners' live state can reach the pages of this process.
+
+Two ways: a channel layer that crosses processes (Redis), or a runner in this very process
+(``runtasks --serve``, which sets ``runner_in_process``). The dashboard and ``/health`` ask; both the
+web side and ``serve`` import this, so neither imports the other.
+"""
+
+from typing import Any
+
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+#: True in a process that runs a runner and the web server together (``app.serve`` sets it).
+runner_in_process = False
+
+
+def layer_reaches_other_processes(layer: Any = None) -> bool:
+    layer = layer or get_channel_layer()
+    return layer is not None and not isinstance(layer, InMemoryChannelLayer)
