@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from . import events
 from .bridge import DASHBOARD_GROUP, RUNNERS_GROUP, runner_group
 from .snapshot import task_state
-from .task import Task, TaskActionError
+from .task import PROTECTED_FIELDS, Task, TaskActionError
 from .taskrun import TaskRun
 
 logger = logging.getLogger("conductor.actions")
@@ -52,7 +52,6 @@ def resume(task: Task) -> str:
 
 #: Task fields that only users with the matching permission may set: conn sends every run's output and
 #: traceback to a socket, use_pdb opens a debugger on the runner's terminal.
-PROTECTED_FIELDS = {"conn": "conductor.can_set_conn", "use_pdb": "conductor.can_use_pdb"}
 
 
 def withheld_fields(user: Any) -> set[str]:
@@ -79,17 +78,13 @@ def create(fields: dict[str, Any], conn: str | None = None, by: Any = None) -> T
 
 
 def duplicate(task: Task, by: Any) -> Task:
-    """A copy of the task's definition, waiting to run at once; use_pdb only if ``by`` may set it."""
-    copy = Task(
-        name=f"{task.name} (copy)"[:200],
-        func=task.func,
-        args_in=task.args_in,
-        loop=task.loop,
-        interval=task.interval,
-        kill_time=task.kill_time,
-        db_use=task.db_use,
-        use_pdb=task.use_pdb and "use_pdb" in _allowed_fields(by),
-    )
+    """A copy of every field of the task's definition (``Task.definition_fields()``), waiting to run at
+    once; ``conn`` and ``use_pdb`` only if ``by`` may set them."""
+    allowed = _allowed_fields(by)
+    kept = [name for name in Task.definition_fields() if name not in PROTECTED_FIELDS or name in allowed]
+    copy = Task(**{name: getattr(task, name) for name in kept})
+    copy.name = f"{task.name} (copy)"[:200]
+    copy.run_in = 0  # waiting to run at once, on its schedule if it has one
     try:
         copy.save()
     except ValidationError as exc:

@@ -43,15 +43,28 @@ def functions_help() -> str:
     )
 
 
+#: State an operator may set by hand besides the definition.
+ADMIN_STATE_FIELDS = ["paused", "next_run", "task_id"]
+#: The form in groups (every form field in exactly one; tests/integration/test_admin.py checks it).
+TASK_FIELDSETS = [
+    ("What runs", {"fields": ["name", "func", "args_in"]}),
+    ("Schedule", {"fields": ["loop", "interval", "cron", "timezone", "catch_up", "run_in", "start_at",
+                             "expires_at", "max_runs", "next_run", "paused"]}),
+    ("Limits", {"fields": ["kill_time", "db_use", "isolation"]}),
+    ("Retries", {"fields": ["max_attempts", "retry_delay", "retry_delay_max"]}),
+    ("Routing", {"fields": ["queue", "priority"]}),
+    ("Advanced", {"fields": ["task_id", "conn", "use_pdb"], "classes": ["collapse"]}),
+]  # fmt: skip
+
+
 class TaskForm(forms.ModelForm):
     func = forms.ChoiceField(choices=function_choices, label="Function")
 
     class Meta:
         model = Task
-        fields = ["name", "func", "args_in", "loop", "interval", "cron", "timezone", "catch_up",
-                  "run_in", "start_at", "expires_at", "max_runs", "kill_time", "isolation", "max_attempts",
-                  "retry_delay", "retry_delay_max", "priority", "queue", "db_use", "use_pdb", "paused",
-                  "next_run", "conn", "task_id"]  # fmt: skip
+        # The definition, from the model (a field added there is on the form), and the state an operator
+        # may set by hand.
+        fields = [*Task.definition_fields(), *ADMIN_STATE_FIELDS]
         help_texts = {
             "args_in": 'Keyword arguments as a JSON object, e.g. {"seconds": 5}. Leave empty for none.',
         }
@@ -59,6 +72,8 @@ class TaskForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["func"].help_text = functions_help()
+        if "args_in" in self.fields and self.instance.args_in is None:
+            self.initial["args_in"] = {}  # "no arguments" reads {} (JSON's null would show "null")
         if self.instance.pk and self.instance.func not in registry.names():
             # Keep an unregistered path visible, so the error says what is wrong with it.
             self.fields["func"].choices = [*function_choices(), (self.instance.func, self.instance.func)]
@@ -118,13 +133,16 @@ class TaskAdmin(admin.ModelAdmin):
         for pk in pks:
             actions.announce_deleted(pk)
 
-    def get_fields(self, request: HttpRequest, obj: Task | None = None) -> list[str]:
+    def get_fieldsets(self, request: HttpRequest, obj: Task | None = None) -> list:
         """The form builds only these fields, so a forged POST of a withheld one changes nothing."""
-        withheld = actions.withheld_fields(request.user)
-        if obj is None:
-            return [f for f in self.form.Meta.fields if f != "next_run" and f not in withheld]
-        fields = [*self.form.Meta.fields, *self.readonly_fields]
-        return [f for f in fields if f != "run_in" and f not in withheld]  # run_in only sets the first run
+        left_out = actions.withheld_fields(request.user) | ({"next_run"} if obj is None else {"run_in"})
+        fieldsets = [
+            (title, {**options, "fields": [f for f in options["fields"] if f not in left_out]})
+            for title, options in TASK_FIELDSETS
+        ]
+        if obj is not None:  # run_in only sets the first run; a saved task shows its state instead
+            fieldsets.append(("State", {"fields": self.readonly_fields}))
+        return [(title, options) for title, options in fieldsets if options["fields"]]
 
     @admin.display(description="status", ordering="status")
     def status_shown(self, task: Task) -> str:

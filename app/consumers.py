@@ -197,7 +197,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         return {"message": await self._act(_on_task, action, content["task"], field="task")}
 
     async def cmd_create(self, content: dict) -> dict:
-        fields = {key: value for key, value in content.items() if key not in protocol.ENVELOPE}
+        fields = protocol.task_values(
+            {key: value for key, value in content.items() if key not in protocol.ENVELOPE}
+        )
         fields.setdefault("name", (fields["func"].rpartition(".")[2] or "new_task")[:200])
         try:
             task = await database_sync_to_async(actions.create)(fields, conn=self.channel_name)

@@ -9,6 +9,7 @@ declared is refused.
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 #: The protocol's version, sent in every snapshot. 2: messages are validated strictly, and the close
@@ -25,6 +26,7 @@ ENVELOPE = ("type", "id")
 MAX_ID = 2**63 - 1  # the largest primary key a 64-bit column holds
 MAX_SECONDS = 10 * 366 * 24 * 3600  # ten years: beyond any schedule, far below datetime's limits
 MAX_ARGS = 16 * 1024  # characters of JSON in a created task's arguments
+MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime holds
 
 KINDS = ("id", "number", "string", "boolean", "object")
 
@@ -98,6 +100,51 @@ def _number(value: float | None) -> str:
     return str(int(value)) if value is not None and float(value).is_integer() else str(value)
 
 
+#: Integers a task field may hold (a 32-bit column); the model's own checks narrow them further.
+MAX_INTEGER = 2**31 - 1
+#: Fields whose protocol limits say more than their column does.
+NARROWER = {
+    "func": Field("string", required=True, min_length=1, maximum=255),
+    "name": Field("string", min_length=1, maximum=200),
+    "kill_time": Field("number", above=0, maximum=MAX_SECONDS),
+}
+
+
+def task_definition_fields() -> dict[str, Field]:
+    """``create``'s fields: a task's definition as the model has it (``Task.definition_fields()``), less
+    the fields only a permission may set (``task.PROTECTED_FIELDS``). Times are epoch seconds."""
+    from .task import PROTECTED_FIELDS, Task
+
+    names = [name for name in Task.definition_fields() if name not in PROTECTED_FIELDS]
+    return {name: NARROWER.get(name) or _field_for(Task._meta.get_field(name)) for name in names}
+
+
+def task_values(fields: dict[str, Any]) -> dict[str, Any]:
+    """A validated ``create``'s fields as the model takes them: epoch seconds become aware datetimes."""
+    from .task import Task
+
+    def value(name: str, given: Any) -> Any:
+        if Task._meta.get_field(name).get_internal_type() == "DateTimeField":
+            return datetime.fromtimestamp(given, tz=UTC)
+        return given
+
+    return {name: value(name, given) for name, given in fields.items()}
+
+
+def _field_for(column: Any) -> Field:
+    kind = column.get_internal_type()
+    if kind == "BooleanField":
+        return Field("boolean")
+    if kind == "JSONField":
+        return Field("object", maximum=MAX_ARGS)
+    if kind in ("FloatField", "DateTimeField"):
+        return SECONDS if kind == "FloatField" else Field("number", minimum=0, maximum=MAX_EPOCH)
+    if kind.endswith("IntegerField"):
+        low = 0 if kind.startswith("Positive") else -MAX_INTEGER - 1
+        return Field("number", minimum=low, maximum=MAX_INTEGER)
+    return Field("string", maximum=column.max_length)
+
+
 VIEW, CHANGE, ADD = "conductor.view_task", "conductor.change_task", "conductor.add_task"
 TASK = {"task": Field("id", required=True)}
 RUN = {"run": Field("id", required=True)}
@@ -112,19 +159,7 @@ COMMANDS: dict[str, Command] = {
     "pause": Command(CHANGE, TASK),
     "resume": Command(CHANGE, TASK),
     "cancel": Command(CHANGE, RUN),
-    "create": Command(
-        ADD,
-        {
-            "func": Field("string", required=True, min_length=1, maximum=255),
-            "args_in": Field("object", maximum=MAX_ARGS),
-            "name": Field("string", min_length=1, maximum=200),
-            "run_in": SECONDS,
-            "kill_time": Field("number", above=0, maximum=MAX_SECONDS),
-            "loop": Field("boolean"),
-            "interval": SECONDS,
-            "db_use": Field("boolean"),
-        },
-    ),
+    "create": Command(ADD, task_definition_fields()),
 }
 
 

@@ -67,6 +67,10 @@ def install_run_at_once(run_at_once: Callable[["Task"], Any]) -> None:
 
 
 #: State a task's lifecycle keeps, as opposed to its definition (what a person chose).
+#: Definition fields that need a permission of their own (Meta.permissions) besides add/change: conn
+#: sends every run's output and traceback to a socket, use_pdb opens a debugger on the runner's terminal.
+PROTECTED_FIELDS = {"conn": "conductor.can_set_conn", "use_pdb": "conductor.can_use_pdb"}
+
 STATE_FIELDS = frozenset({
     "id", "task_id", "status", "next_run", "last_run", "last_status", "output", "error", "attempts",
     "attempt", "period_start", "run_count", "runner", "fence", "paused", "created_at", "updated_at",

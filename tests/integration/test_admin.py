@@ -7,7 +7,7 @@ commands).
 
 import asyncio
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from html import unescape
 
 import pytest
@@ -728,6 +728,30 @@ def test_duplicate_creates_waiting_copies(admin_client, listener):
     assert original.name == "report"
 
 
+#: A value other than the default for every field of a task's definition but its name.
+EVERY_FIELD = {
+    "func": ADD, "conn": "specific.inbox!1", "args_in": {"a": 1, "b": 2}, "loop": True, "interval": 45,
+    "run_in": 0, "kill_time": 12, "db_use": True, "use_pdb": True, "cron": "*/5 * * * *",
+    "timezone": "Europe/Berlin", "start_at": datetime(2030, 6, 1, tzinfo=UTC),
+    "expires_at": datetime(2099, 1, 1, tzinfo=UTC),
+    "max_runs": 9, "catch_up": "skip", "max_attempts": 4, "retry_delay": 3.5, "retry_delay_max": 40,
+    "isolation": "process", "priority": 6, "queue": "reports",
+}  # fmt: skip
+
+
+def test_duplicate_copies_every_field_of_the_definition(admin_client):
+    """The copy keeps the whole definition (Task.definition_fields()): a field added to the model later
+    must get a value here, so it cannot be forgotten by duplicate."""
+    assert set(EVERY_FIELD) == set(Task.definition_fields()) - {"name"}
+    original = make_task(name="nightly", **EVERY_FIELD)
+
+    act(admin_client, "duplicate", original)
+
+    copy = Task.objects.exclude(pk=original.pk).get()
+    assert {name: getattr(copy, name) for name in EVERY_FIELD} == EVERY_FIELD
+    assert copy.name == "nightly (copy)"
+
+
 def test_duplicate_of_several_tasks(admin_client):
     tasks = [make_task(name=f"t{i}") for i in range(3)]
 
@@ -1368,3 +1392,19 @@ def test_actions_create_gives_results_to_the_requesting_socket_without_a_permiss
     task = actions.create({"name": "mine", "func": ADD, "args_in": {"a": 1}}, conn="specific.inmemory!own")
 
     assert task.conn == "specific.inmemory!own"
+
+
+def test_every_field_of_the_task_form_is_in_exactly_one_fieldset():
+    from app.admin import TASK_FIELDSETS, TaskForm
+
+    grouped = [field for _, options in TASK_FIELDSETS for field in options["fields"]]
+    assert sorted(grouped) == sorted(TaskForm.Meta.fields)
+    assert set(Task.definition_fields()) <= set(grouped)
+
+
+def test_the_add_form_is_grouped_and_shows_no_arguments_as_an_empty_object(admin_client):
+    page = admin_client.get(TASK_ADD).content.decode()
+    for title in ("What runs", "Schedule", "Limits", "Retries", "Routing", "Advanced"):
+        assert f">{title}<" in page, title
+    assert re.search(r'<textarea name="args_in"[^>]*>\s*\{\}</textarea>', page)
+    assert ">null<" not in page

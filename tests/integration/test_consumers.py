@@ -731,12 +731,27 @@ async def test_create_refuses_an_invalid_task_naming_the_field(fields, field, wo
 
 async def test_create_refuses_unknown_fields_naming_them():
     async with dashboard(await db(editor)()) as page:
-        error = await ask(page, type="create", func="tests.functions.add", args_in={"a": 1}, priority=5)
+        error = await ask(page, type="create", func="tests.functions.add", args_in={"a": 1}, colour="red")
         assert error["type"] == "error"
-        assert "priority" in error["error"]
+        assert "colour" in error["error"]
         assert "func" in error["error"]  # and says what a task takes
         assert not await db(Task.objects.exists)()
         await still_open(page)
+
+
+async def test_create_takes_every_field_of_a_tasks_definition():
+    """The dashboard creates what the admin can: the fields come from the model, not a list of its own."""
+    fields = {"func": "tests.functions.add", "args_in": {"a": 1}, "name": "nightly", "cron": "30 2 * * *",
+              "timezone": "Europe/Berlin", "queue": "reports", "priority": 7, "max_attempts": 3,
+              "retry_delay": 2.5, "isolation": "process", "catch_up": "skip", "max_runs": 4, "kill_time": 30,
+              "expires_at": 4102444800}  # fmt: skip
+    async with dashboard(await db(editor)()) as page:
+        reply = await ask(page, type="create", **fields)
+        assert reply["type"] == "reply", reply
+    task = await db(Task.objects.get)(name="nightly")
+    for name, value in fields.items():
+        stored = getattr(task, name)
+        assert (stored.timestamp() if name == "expires_at" else stored) == value, name
 
 
 def make_runs() -> dict[str, int]:

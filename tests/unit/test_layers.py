@@ -15,8 +15,7 @@ APP = Path(__file__).resolve().parents[2] / "app"
 #: Bottom first. A module may import from its own layer and the layers before it.
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"app", "status", "conf", "schedule", "rows", "registry", "context", "events",
-                    "interrupts", "newthread", "capture", "backoff", "orphans", "lifeline", "privatefiles",
-                    "protocol"}),
+                    "interrupts", "newthread", "capture", "backoff", "orphans", "lifeline", "privatefiles"}),
     ("models", {"initialpassword", "lease", "runnerprocess", "task", "taskrun", "models"}),
     ("lifecycle", {"lifecycle", "lifecycle.claiming", "lifecycle.queries", "lifecycle.recording",
                    "lifecycle.recovery", "lifecycle.outcome"}),
@@ -24,7 +23,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("runner", {"runner"}),  # the package: its loop and collaborators
     ("web", {"livelayer", "snapshot", "fanout", "bridge", "consumers", "routing", "asgi", "views", "urls",
              "admin", "adminsite", "actions", "serve", "health", "metrics", "checks", "djangotasks",
-             "backends", "origins", "access", "lists", "stats", "api"}),
+             "backends", "origins", "access", "lists", "stats", "api", "protocol"}),
     ("wiring", {"apps", "management", "management.commands"}),
 ]  # fmt: skip
 #: What the model modules may import besides each other: nothing that runs, executes, wakes or publishes.

@@ -129,7 +129,7 @@ def test_unknown_fields_are_named_with_what_the_command_takes():
     refused = refusal({"type": "create", "func": "tests.functions.add", "conn": "specific.abc"})
     assert refused.field == "conn"
     assert "create takes no field 'conn'" in str(refused)
-    assert "func, args_in, name" in str(refused)
+    assert "name, func, args_in" in str(refused)
 
 
 def test_a_missing_required_field_is_named():
