@@ -377,7 +377,7 @@ def test_invalid_worker_options(option, value):
 
 def test_empty_worker_id():
     """tests.py DatabaseBackendWorkerTestCase.test_empty_worker_id."""
-    with pytest.raises(CommandError, match="--worker-id must not be empty"):
+    with pytest.raises(CommandError, match="--worker-id: must not be empty"):
         call_command("runtasks", "--worker-id", "")
 
 
