@@ -2,6 +2,9 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
+# The second pass of make test (make test PG_URL=... REDIS_URL=...); the first is always SQLite and the
+# in-memory layer. scripts/require-services.py and the acceptance tests read TEST_POSTGRES_URL and
+# TEST_REDIS_URL instead (README, "Layout and tests").
 PG_URL ?= postgres://postgres@127.0.0.1:5432/conductor
 REDIS_URL ?= redis://127.0.0.1:6379/0
 ADDR ?= 127.0.0.1:8000
@@ -50,7 +53,7 @@ test: venv $(DEBIAN_TOOLS)
 		(echo "Models and migrations differ: run manage.py makemigrations" && exit 1)
 	@$(PY) scripts/require-services.py
 	@echo "==> Tests on SQLite (the embedded default)"
-	@$(PY) -m pytest -n 2 --dist loadgroup
+	@DATABASE_URL= REDIS_URL= $(PY) -m pytest -n 2 --dist loadgroup
 	@echo "==> The unit, integration and acceptance tests again on PostgreSQL and Redis"
 	@DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) -m pytest -n 2 --dist loadgroup tests/unit tests/integration tests/acceptance tests/conformance
 

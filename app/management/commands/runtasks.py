@@ -18,6 +18,16 @@ DEFAULT_ADDRESS = "127.0.0.1:8000"
 VERBOSITY_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
 
 
+def set_log_level(verbosity: int | None) -> None:
+    """The ``conductor`` logger's level: ``-v`` when given; else what the project's LOGGING set (this
+    repository's settings: CONDUCTOR_LOG_LEVEL); else INFO, as ``-v 1``."""
+    conductor_logger = logging.getLogger("conductor")
+    if verbosity is not None:
+        conductor_logger.setLevel(VERBOSITY_LEVELS[verbosity])
+    elif conductor_logger.level == logging.NOTSET:
+        conductor_logger.setLevel(logging.INFO)
+
+
 # Option types: argparse calls them, and exits 2 with "argument --x: <message>" when one raises.
 
 
@@ -109,11 +119,12 @@ class Command(BaseCommand):
             metavar="ADDR:PORT",
             help=f"Also serve the dashboard and admin from this process (default {DEFAULT_ADDRESS}).",
         )
+        parser.set_defaults(verbosity=None)  # None: -v not given, the logging settings decide
 
     def handle(self, *args: Any, **options: Any) -> None:
         runner_options = self._runner_options(options)
         address = self._address(options["serve"])
-        logging.getLogger("conductor").setLevel(VERBOSITY_LEVELS[options["verbosity"]])
+        set_log_level(options["verbosity"])
         bridge = self._bridge(address)
         runner = Runner(runner_options, bridge=bridge)
         self._install_signal_handlers(runner)
