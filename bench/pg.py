@@ -71,7 +71,6 @@ from django.db.models import Count, Max, Min  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from app import conf  # noqa: E402
-from app.runner import wakeup  # noqa: E402
 from app.runnerprocess import RunnerProcess  # noqa: E402
 from app.status import RunnerState, RunStatus, TaskStatus  # noqa: E402
 from app.task import Task  # noqa: E402
@@ -288,11 +287,9 @@ def main() -> None:
                 )
             )
     # What wakes a runner on PostgreSQL is read from the code under test, not assumed.
-    notified = hasattr(wakeup, "PostgresWatcher")
-    notes = {
-        "saved": "Task.objects.create: save() sends NOTIFY" if notified else f"found by the {poll:g} s poll",
-        "bulk": f"bulk_create, no save(): found by the {poll:g} s poll",
-    }
+    triggered = (REPO_ROOT / "app" / "migrations" / "0002_notify_trigger.py").exists()
+    woken_by = "the insert trigger's NOTIFY" if triggered else f"the {poll:g} s poll"
+    notes = {"saved": f"Task.objects.create: {woken_by}", "bulk": f"bulk_create (no save()): {woken_by}"}
     for way in ("saved", "bulk"):
         values = latency[way]
         rows.append(
