@@ -13,7 +13,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def test_the_dashboard_modules_pass_their_node_tests() -> None:
     node = shutil.which("node")
     if node is None:
-        pytest.fail("node is missing: install Debian's nodejs (apt-get install -y nodejs; make test does this).")
+        pytest.fail("node is missing: install Debian's nodejs (apt-get install nodejs, as make test does).")
     result = subprocess.run(
         [node, "--test", "tests/js/"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False
     )
