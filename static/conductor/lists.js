@@ -57,8 +57,9 @@ export function queryString(list, limit = PAGE_SIZE) {
   return params.toString();
 }
 
+/** The user moved to another page or filter: whatever was being fetched is no longer wanted. */
 function moved(list, changes) {
-  return { ...list, ...changes, generation: list.generation + 1, refresh: true, error: "" };
+  return { ...list, ...changes, generation: list.generation + 1, refresh: true, loading: false, error: "" };
 }
 
 export function setFilters(list, filters, sort = list.sort) {

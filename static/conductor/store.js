@@ -271,8 +271,8 @@ function onThreadStarted(draft, e) {
   });
   const known = findRun(draft.state, e.run);
   draft.putRun(known ?? {
-    id: e.run, task: e.task, task_name: e.name, runner: e.runner, thread_name: e.thread, thread_ident: e.ident,
-    status: "running", started_at: e.at, finished_at: null, duration: null, output: null, error: "",
+    id: e.run, task: e.task, task_id: e.task_id, task_name: e.name, runner: e.runner, thread_name: e.thread,
+    thread_ident: e.ident, status: "running", started_at: e.at, finished_at: null, duration: null, output: null, error: "",
   }, { addToRecent: true });
 }
 
@@ -280,7 +280,7 @@ function onRunFinished(draft, e) {
   draft.putTask(e.state);
   const known = findRun(draft.state, e.run) ?? {};
   const run = e.run_state
-    ? { ...e.run_state, runner: e.runner ?? draft.state.runnerNames.get(e.run_state.runner) ?? null }
+    ? { ...e.run_state, task_id: e.task_id ?? known.task_id, runner: e.runner ?? draft.state.runnerNames.get(e.run_state.runner) ?? null }
     : { ...known, id: e.run, status: e.status, duration: e.duration, finished_at: e.at, output: e.output, error: e.error };
   draft.putRun(run, { addToRecent: true });
   if (draft.state.threads.has(e.run)) draft.map("threads").delete(e.run);
