@@ -115,7 +115,7 @@ class TaskAdmin(admin.ModelAdmin):
     ordering = ["-id"]
     readonly_fields = ["status", "schedule", "attempt_shown", "run_count", "last_run", "last_status",
                        "output_shown", "error_shown", "attempts", "runner", "created_at", "updated_at",
-                       "recent_runs"]  # fmt: skip
+                       "recent_runs", "live_page"]  # fmt: skip
     actions = ["run_now", "stop_loop", "pause", "resume", "cancel_running", "duplicate"]
 
     def save_model(self, request: HttpRequest, obj: Task, form: Any, change: bool) -> None:
@@ -163,6 +163,10 @@ class TaskAdmin(admin.ModelAdmin):
     @admin.display(description="error")
     def error_shown(self, task: Task) -> str:
         return pre(task.error)
+
+    @admin.display(description="live page")
+    def live_page(self, task: Task) -> str:
+        return live_link(reverse("conductor:task", args=[task.task_id]), "its runs, schedule and threads")
 
     @admin.display(description="recent runs")
     def recent_runs(self, task: Task) -> str:
@@ -287,8 +291,12 @@ class RunnerProcessAdmin(ReadOnlyAdmin):
     search_fields = ["worker_id", "host"]
     ordering = ["-heartbeat_at"]
     fields = ["worker_id", "host", "pid", "state", "degraded", "threads", "busy", "started_at",
-              "heartbeat_at", "stopped_at", "threads_state"]  # fmt: skip
+              "heartbeat_at", "stopped_at", "threads_state", "live_page"]  # fmt: skip
     readonly_fields = fields
+
+    @admin.display(description="live page")
+    def live_page(self, runner: RunnerProcess) -> str:
+        return live_link(reverse("conductor:runner", args=[runner.worker_id]), "its threads and runs")
 
     @admin.display(description="state", ordering="state")
     def state_shown(self, runner: RunnerProcess) -> str:
@@ -312,6 +320,11 @@ class RunnerProcessAdmin(ReadOnlyAdmin):
 @admin.register(Lease)
 class LeaseAdmin(ReadOnlyAdmin):
     list_display = ["name", "task", "runner", "acquired_at"]
+
+
+def live_link(url: str, what: str) -> str:
+    """A link from an admin change page to the same record's page on the dashboard."""
+    return format_html('<a href="{}" data-testid="live-page-link">Open on the dashboard</a> ({})', url, what)
 
 
 def pre(value: Any) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -22,6 +22,7 @@ from .taskrun import TaskRun
 
 VIEW_PERMISSION = "conductor.view_task"
 LOG_LIMIT = 20_000
+NOT_FOUND = "No such record: deleted, or a mistyped address."
 
 
 def staff_json(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
@@ -36,6 +37,8 @@ def staff_json(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]
             return view(request, *args, **kwargs)
         except lists.ListError as exc:
             return JsonResponse({"error": str(exc), "field": exc.field}, status=400)
+        except Http404:
+            return JsonResponse({"error": NOT_FOUND, "field": None}, status=404)
 
     return never_cache(require_GET(guarded))
 
@@ -59,6 +62,7 @@ def runs(request: HttpRequest) -> JsonResponse:
 def run_list_state(run: TaskRun) -> dict[str, Any]:
     return {
         **run_state(run),
+        "task_id": run.task.task_id,
         "attempt": run.attempt,
         "runner_name": run.runner.worker_id if run.runner else None,
     }
@@ -90,7 +94,6 @@ def run_detail(request: HttpRequest, pk: int) -> JsonResponse:
     run = get_object_or_404(TaskRun.objects.select_related("task", "runner"), pk=pk)
     return JsonResponse({
         **run_list_state(run),
-        "task_id": run.task.task_id,
         "output": run.output,
         "error": run.error,
         "log": run.log[-LOG_LIMIT:],

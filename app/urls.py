@@ -1,4 +1,4 @@
-"""The dashboard page, metrics and health: ``path("conductor/", include("conductor.urls"))``."""
+"""Dashboard pages, JSON views, metrics and health: ``path("conductor/", include("conductor.urls"))``."""
 
 from django.urls import path
 
@@ -7,6 +7,8 @@ from . import api, views
 app_name = "conductor"
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("tasks/<str:task_id>/", views.task_page, name="task"),
+    path("runners/<str:worker_id>/", views.runner_page, name="runner"),
     path("metrics", views.metrics, name="metrics"),
     path("health", views.health, name="health"),
     path("api/tasks", api.tasks, name="api-tasks"),

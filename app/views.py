@@ -1,15 +1,21 @@
-"""The dashboard page (staff only; everything on it arrives over the WebSocket), metrics and health."""
+"""The dashboard's pages (staff only: the dashboard, one task's, one runner's; what they show arrives over
+the WebSocket and the JSON views of app/api.py), metrics and health."""
+
+from typing import Any
 
 from django.conf import global_settings, settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
 
 from . import conf
 from .initialpassword import InitialPassword
 from .routing import SOCKET_PATH
+from .runnerprocess import RunnerProcess
+from .task import Task
 
 
 def login_url() -> str:
@@ -17,18 +23,52 @@ def login_url() -> str:
     return settings.LOGIN_URL if settings.LOGIN_URL != global_settings.LOGIN_URL else "admin:login"
 
 
-def dashboard(request: HttpRequest) -> HttpResponse:
-    page = staff_member_required(_dashboard, login_url=login_url())
-    return page(request)
+def staff_page(view: Any) -> Any:
+    """Staff only, like the admin: anyone else is sent to log in (the socket then checks permissions)."""
+
+    def page(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        return staff_member_required(view, login_url=login_url())(request, **kwargs)
+
+    return page
 
 
-def _dashboard(request: HttpRequest) -> HttpResponse:
-    context = {
-        "title": "Conductor dashboard",
+def _page_context(request: HttpRequest, title: str, script: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "title": title,
+        "script": script,
         "socket_path": f"/{SOCKET_PATH}",
         "initial_password": InitialPassword.objects.still_in_use(request.user),
+        **extra,
     }
+
+
+@staff_page
+def dashboard(request: HttpRequest) -> HttpResponse:
+    context = _page_context(request, "Conductor dashboard", "conductor/dashboard.js")
     return render(request, "conductor/dashboard.html", context)
+
+
+@staff_page
+def task_page(request: HttpRequest, task_id: str) -> HttpResponse:
+    """One task: its definition, next runs, runs (paged), live threads and actions."""
+    task = get_object_or_404(Task, task_id=task_id)
+    context = _page_context(
+        request, f"{task.name} · Conductor", "conductor/taskpage.js", task=task,
+        admin_url=reverse("admin:conductor_task_change", args=[task.pk]), fixed_filter="this task's",
+    )  # fmt: skip
+    return render(request, "conductor/task.html", context)
+
+
+@staff_page
+def runner_page(request: HttpRequest, worker_id: str) -> HttpResponse:
+    """One runner: its heartbeat, threads and recent runs."""
+    runner = get_object_or_404(RunnerProcess, worker_id=worker_id)
+    context = _page_context(
+        request, f"{runner.worker_id} · Conductor", "conductor/runnerpage.js", runner=runner,
+        admin_url=reverse("admin:conductor_runnerprocess_change", args=[runner.pk]),
+        fixed_filter="on this runner",
+    )  # fmt: skip
+    return render(request, "conductor/runner.html", context)
 
 
 @never_cache

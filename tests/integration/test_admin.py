@@ -991,6 +991,14 @@ def test_runner_pages_are_read_only(admin_client):
     assert (runner.busy, runner.state) == (2, RunnerState.RUNNING)
 
 
+def test_task_and_runner_change_pages_link_to_their_dashboard_pages(admin_client):
+    task, runner = make_task(), make_runner()
+    task_page = admin_client.get(change_url(task)).content.decode()
+    assert f'href="{reverse("conductor:task", args=[task.task_id])}"' in task_page
+    runner_page = admin_client.get(change_url(runner)).content.decode()
+    assert f'href="{reverse("conductor:runner", args=[runner.worker_id])}"' in runner_page
+
+
 # --- index summary and links -----------------------------------------------------------------------
 
 

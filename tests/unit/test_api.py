@@ -92,3 +92,20 @@ def test_charts_answer_staff(staff):
         "queue_depth",
         "durations",
     }
+
+
+def test_a_missing_task_or_runner_is_a_json_404(staff):
+    response = staff.get(reverse("conductor:api-runner", args=["no-such-runner"]))
+    assert (response.status_code, response.json()["field"]) == (404, None)
+
+
+def test_the_task_and_runner_pages_are_for_staff_and_link_back_to_the_admin(client, staff):
+    task = Task(name="nightly", func="tests.functions.add", args_in={"a": 1}, run_in=60)
+    task.save()
+    page = staff.get(reverse("conductor:task", args=[task.task_id]))
+    assert page.status_code == 200
+    assert reverse("admin:conductor_task_change", args=[task.pk]) in page.content.decode()
+    assert staff.get(reverse("conductor:task", args=["no-such-task"])).status_code == 404
+    assert staff.get(reverse("conductor:runner", args=["no-such-runner"])).status_code == 404
+    client.logout()
+    assert client.get(reverse("conductor:task", args=[task.task_id])).status_code == 302

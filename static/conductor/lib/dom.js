@@ -1,0 +1,135 @@
+// DOM helpers shared by the pages. Everything shown comes from the server as data and reaches the page
+// through textContent and attributes only (task output is untrusted).
+
+import { words } from "./format.js";
+
+export const byTestId = (id, root = document) => root.querySelector(`[data-testid="${id}"]`);
+
+export function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  node.append(...children.filter((child) => child !== null && child !== undefined));
+  return node;
+}
+
+export function setText(node, value) {
+  const shown = value === null || value === undefined ? "" : String(value);
+  if (node.textContent !== shown) node.textContent = shown;
+}
+
+export function setAttr(node, name, value) {
+  const shown = String(value);
+  if (node.getAttribute(name) !== shown) node.setAttribute(name, shown);
+}
+
+/** Replace a node's children only when what it shows changed (``signature``). */
+export function fill(node, signature, build) {
+  if (node.dataset.sig === signature) return;
+  node.dataset.sig = signature;
+  node.replaceChildren(...build().filter((child) => child !== null && child !== undefined));
+}
+
+/** Keep one row per key (rows and their buttons stay put between renders), in the order of ``items``. */
+export function syncRows(tbody, items, keyOf, build, update) {
+  const existing = new Map([...tbody.children].map((row) => [row.dataset.key, row]));
+  items.forEach((item, index) => {
+    const key = String(keyOf(item));
+    let row = existing.get(key);
+    if (row) existing.delete(key);
+    else {
+      row = build(item);
+      row.dataset.key = key;
+    }
+    update(row, item);
+    if (tbody.children[index] !== row) tbody.insertBefore(row, tbody.children[index] ?? null);
+  });
+  for (const row of existing.values()) row.remove();
+  const empty = document.querySelector(`[data-empty-for="${tbody.dataset.testid}"]`);
+  if (empty) empty.hidden = items.length > 0;
+}
+
+export function cells(row, names) {
+  for (const name of names) row.append(el("td", { "data-col": name }));
+  return row;
+}
+
+export const cell = (row, name) => row.querySelector(`[data-col="${name}"]`);
+
+export const badge = (status, extra = "") => el("span", { class: `badge s-${status} ${extra}`.trim(), text: words(status) });
+
+export function meter(value, total) {
+  const fraction = total ? Math.min(1, value / total) : 0;
+  const bar = el("span", { class: "meter-fill" });
+  bar.style.width = `${Math.round(fraction * 100)}%`;
+  return el("span", { class: "meter", "aria-hidden": "true" }, bar);
+}
+
+export function progressBar(progress, message) {
+  const known = typeof progress === "number";
+  const bar = el("span", { class: "progress-fill" });
+  bar.style.width = known ? `${Math.round(progress * 100)}%` : "0%";
+  const label = known ? `${Math.round(progress * 100)}%${message ? ` · ${message}` : ""}` : message || "";
+  return el("div", { class: `progress${known ? "" : " unknown"}`, "data-testid": "progress" }, bar, el("span", { class: "progress-label", text: label }));
+}
+
+/** A <select>'s options, rebuilt only when they changed; the chosen value is kept when still offered. */
+export function setOptions(select, options) {
+  const signature = JSON.stringify(options);
+  if (select.dataset.options === signature) return;
+  const chosen = select.value;
+  select.dataset.options = signature;
+  select.replaceChildren(...options.map(([value, label]) => el("option", { value, text: label })));
+  if (options.some(([value]) => value === chosen)) select.value = chosen;
+}
+
+/** Whether any of ``inputs`` differs (by identity) from what ``memory[name]`` last held: a panel whose
+ * inputs did not change since the last frame is not drawn again. */
+export function changed(memory, name, inputs) {
+  const before = memory[name];
+  memory[name] = inputs;
+  return !before || before.length !== inputs.length || inputs.some((input, index) => input !== before[index]);
+}
+
+// One formatter for every time shown: toLocaleTimeString builds one per call, which costs
+// milliseconds when a table of clocks is drawn during a burst.
+const TIME = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+export const timeOfDay = (date) => TIME.format(date);
+
+/** Calls ``render`` at most once per animation frame, however often ``markDirty`` is called. */
+export function frameScheduler(render) {
+  let dirty = false;
+  const run = () => {
+    dirty = false;
+    render();
+  };
+  return () => {
+    if (!dirty) {
+      dirty = true;
+      requestAnimationFrame(run);
+    }
+  };
+}
+
+/** GET a dashboard JSON view: the answer, or {error, field} (a refusal, a network failure). */
+export async function getJson(url) {
+  let response;
+  try {
+    response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+  } catch (error) {
+    return { error: `The server could not be reached (${error.message}).`, field: null };
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    // an HTML error page
+  }
+  if (response.ok && body) return body;
+  return { error: body?.error ?? `The server answered ${response.status}.`, field: body?.field ?? null, status: response.status };
+}

@@ -1,0 +1,64 @@
+// The runners and threads tables (the dashboard; the runner page shows one runner's).
+
+import { duration } from "../lib/format.js";
+import { badge, byTestId, cell, cells, el, fill, meter, progressBar, setAttr, setText, syncRows } from "../lib/dom.js";
+
+export const SILENT_RUNNER_S = 10; // a runner with no heartbeat news this long may have lost the channel layer
+const RUNNER_RANK = { running: 0, degraded: 0, stopping: 1, dead: 2, stopped: 3 };
+
+export const runnerUrl = (base, workerId) => `${base}runners/${encodeURIComponent(workerId)}/`;
+export const taskUrl = (base, taskId) => `${base}tasks/${encodeURIComponent(taskId)}/`;
+
+export function renderRunners(runners, now, base) {
+  const sorted = [...runners].sort((a, b) => (RUNNER_RANK[a.state] ?? 9) - (RUNNER_RANK[b.state] ?? 9) || a.worker_id.localeCompare(b.worker_id));
+  syncRows(byTestId("runners"), sorted, (r) => r.worker_id,
+    (r) => {
+      const row = cells(el("tr", { "data-testid": "runner-row", "data-worker-id": r.worker_id }), ["name", "host", "pid", "threads", "heartbeat", "state"]);
+      cell(row, "name").append(el("a", { href: runnerUrl(base, r.worker_id), "data-testid": "runner-link", text: r.worker_id }));
+      return row;
+    },
+    (row, r) => {
+      setText(cell(row, "host"), r.host || "…");
+      setText(cell(row, "pid"), r.pid ?? "…");
+      fill(cell(row, "threads"), `${r.busy}/${r.threads}`, () => [meter(r.busy, r.threads), ` ${r.busy}/${r.threads}`]);
+      const age = r.heartbeat_at ? now - r.heartbeat_at : null;
+      const heartbeat = cell(row, "heartbeat");
+      setText(heartbeat, age === null ? "—" : `${duration(age)} ago`);
+      heartbeat.classList.toggle("stale", r.state === "running" && age !== null && age > SILENT_RUNNER_S);
+      setAttr(row, "data-state", r.state);
+      fill(cell(row, "state"), r.state, () => [badge(r.state)]);
+      setAttr(cell(row, "state"), "title", r.degraded_reason || "");
+    });
+}
+
+/** A runner that cannot reach the channel layer still heartbeats in the database: read it from there. */
+export function silentRunner(runners, nowSeconds) {
+  for (const r of runners) {
+    if (r.state === "running" && r.heartbeat_at && nowSeconds - r.heartbeat_at > SILENT_RUNNER_S) return true;
+  }
+  return false;
+}
+
+export function renderThreads(threads, now, { openStack, selectedRun, clock }) {
+  const sorted = [...threads].sort((a, b) => (a.started_at ?? 0) - (b.started_at ?? 0));
+  syncRows(byTestId("threads"), sorted, (t) => t.run,
+    (t) => {
+      const row = cells(el("tr", { "data-testid": "thread-row", "data-run-id": t.run, class: "clickable", onclick: () => openStack(t.run) }),
+        ["name", "ident", "daemon", "alive", "task", "state", "started", "elapsed", "loops", "progress"]);
+      cell(row, "name").append(el("button", { type: "button", class: "link", "data-testid": "inspect-thread", title: "What is it doing now?" }));
+      return row;
+    },
+    (row, t) => {
+      setText(cell(row, "name").firstChild, t.name ?? `run ${t.run}`);
+      setText(cell(row, "ident"), t.ident ?? "—");
+      setText(cell(row, "daemon"), t.daemon ? "yes" : "no");
+      setText(cell(row, "alive"), t.alive ? "yes" : "no");
+      setText(cell(row, "task"), t.task_name ?? "");
+      fill(cell(row, "state"), t.state, () => [badge(t.state)]);
+      setText(cell(row, "started"), clock(t.started_at));
+      setText(cell(row, "elapsed"), t.started_at ? duration(now - t.started_at) : "—");
+      setText(cell(row, "loops"), t.loop_count ?? "—");
+      fill(cell(row, "progress"), `${t.progress}|${t.progress_message}`, () => [progressBar(t.progress, t.progress_message)]);
+      row.classList.toggle("selected", selectedRun === t.run);
+    });
+}

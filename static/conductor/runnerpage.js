@@ -1,0 +1,81 @@
+// One runner's page (templates/conductor/runner.html): what api/runners/<worker_id> says of it (read
+// every POLL_MS, and kept live by its events), its threads with their stack and log, its recent runs a
+// page at a time (api/runs?runner=<worker_id>). The heartbeat history is kept by this page while it is
+// open (at most HISTORY points): the server keeps only the last heartbeat.
+
+import { startPage } from "./app.js";
+import { listFetcher } from "./listfetch.js";
+import { badge, byTestId, el, fill, getJson, setText } from "./lib/dom.js";
+import { duration } from "./lib/format.js";
+import { drawLines } from "./render/charts.js";
+import { wireListControls } from "./render/listcontrols.js";
+import { SILENT_RUNNER_S, renderThreads } from "./render/runners.js";
+import { renderStack } from "./render/stack.js";
+import { renderRunsPanel } from "./render/tables.js";
+
+const workerId = document.getElementById("app").dataset.workerId;
+const POLL_MS = 5000;
+const HISTORY = 360;
+
+const view = { fetched: null, error: "", beats: [], drawnBeats: -1 };
+
+/** The runner as the newest of what the database said and what events said since. */
+function currentRunner(state) {
+  const live = state.runners.get(workerId);
+  const fetched = view.fetched;
+  if (!live) return fetched;
+  if (!fetched) return live;
+  return (live.heartbeat_at ?? 0) >= (fetched.heartbeat_at ?? 0) ? { ...fetched, ...live } : { ...live, ...fetched };
+}
+
+function noteHeartbeat(runner) {
+  const last = view.beats.at(-1);
+  if (!runner?.heartbeat_at || (last && last.at >= runner.heartbeat_at)) return;
+  view.beats = [...view.beats, { at: runner.heartbeat_at, busy: runner.busy }].slice(-HISTORY);
+}
+
+function render(page) {
+  const { state } = page;
+  const now = page.serverNow();
+  const runner = currentRunner(state);
+  noteHeartbeat(runner);
+  setText(byTestId("runner-error"), view.error);
+  if (runner) renderFacts(runner, now);
+  const threads = [...state.threads.values()].filter((thread) => thread.runner === workerId);
+  renderThreads(threads, now, { openStack: page.openStack, selectedRun: state.stack?.run, clock: page.clock });
+  renderStack(state, page.clock);
+  renderRunsPanel(page, now);
+  if (view.beats.length !== view.drawnBeats) {
+    view.drawnBeats = view.beats.length;
+    drawLines(byTestId("heartbeat-chart"), view.beats.map(({ at, busy }) => ({ at, running: busy })), ["running"]);
+  }
+}
+
+function renderFacts(runner, now) {
+  byTestId("runner-head").dataset.state = runner.state;
+  fill(byTestId("runner-state"), runner.state, () => [badge(runner.state)]);
+  const age = runner.heartbeat_at ? now - runner.heartbeat_at : null;
+  const facts = [
+    ["host", runner.host || "…"], ["pid", runner.pid ?? "…"], ["threads busy", `${runner.busy}/${runner.threads}`],
+    ["started", runner.started_at ? new Date(runner.started_at * 1000).toLocaleString() : "—"],
+    ["last heartbeat", age === null ? "—" : `${duration(age)} ago${runner.state === "running" && age > SILENT_RUNNER_S ? " (late)" : ""}`],
+    ["degraded", runner.degraded_reason || "no"], ["heartbeats seen here", String(view.beats.length)],
+  ];
+  fill(byTestId("runner-facts"), JSON.stringify(facts), () => facts.flatMap(([name, value]) => [el("dt", { text: name }), el("dd", { "data-field": name, text: value })]));
+}
+
+async function poll(page) {
+  if (document.visibilityState === "visible") {
+    const answer = await getJson(`${page.base}api/runners/${encodeURIComponent(workerId)}`);
+    view.error = answer.error ?? "";
+    if (!answer.error) view.fetched = answer;
+    page.markDirty();
+  }
+  setTimeout(() => poll(page), POLL_MS);
+}
+
+const fixed = { runner: workerId };
+const page = startPage({ render, afterChange: listFetcher(["runs"]), filters: { runs: fixed } });
+wireListControls("runs", (kind, change) => page.dispatch({ type: "list", kind, change }), fixed);
+poll(page);
+page.connection.start();
