@@ -59,9 +59,9 @@ def test_the_documented_version_is_the_servers():
 def test_the_documented_close_codes_are_the_servers():
     assert f"| **{protocol.CLOSE_SIGNED_OUT}** | signed out" in DOC
     assert f"| **{protocol.CLOSE_FORBIDDEN}** | not allowed" in DOC
-    script = (Path(__file__).resolve().parents[2] / "static" / "conductor" / "dashboard.js").read_text()
-    assert f"const CLOSE_SIGNED_OUT = {protocol.CLOSE_SIGNED_OUT};" in script
-    assert f"const CLOSE_FORBIDDEN = {protocol.CLOSE_FORBIDDEN};" in script
+    script = (Path(__file__).resolve().parents[2] / "static" / "conductor" / "socket.js").read_text()
+    assert f"export const CLOSE_SIGNED_OUT = {protocol.CLOSE_SIGNED_OUT};" in script
+    assert f"export const CLOSE_FORBIDDEN = {protocol.CLOSE_FORBIDDEN};" in script
 
 
 def test_every_declared_command_has_a_handler_and_no_handler_is_undeclared():
