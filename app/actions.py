@@ -6,7 +6,6 @@ apply raise TaskActionError with the reason.
 """
 
 import logging
-import time
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -14,8 +13,8 @@ from channels.layers import get_channel_layer
 from django.core.exceptions import ValidationError
 
 from . import events
-from .bridge import DASHBOARD_GROUP, RUNNERS_GROUP, runner_group
-from .snapshot import task_state
+from .bridge import RUNNERS_GROUP, runner_group
+from .rows import row_of
 from .task import PROTECTED_FIELDS, Task, TaskActionError
 from .taskrun import TaskRun
 
@@ -126,16 +125,14 @@ def _to_runner(run: TaskRun, command: str, by: str, reply_to: str | None, reques
 def announce(task_pk: int, wake: bool = False) -> None:
     """Tell every open dashboard how the task is now; with wake, make runners look at once."""
     task = Task.objects.get(pk=task_pk)
-    event = {"type": events.TASK_CHANGED, "at": time.time(), "task": task.pk, "task_id": task.task_id,
-             "name": task.name, "state": task_state(task)}  # fmt: skip
-    _group_send(DASHBOARD_GROUP, {"type": "conductor.events", "events": [event]})
+    events.publish_now(events.TASK_CHANGED, task=task.pk, task_id=task.task_id, name=task.name,
+                       task_row=row_of(task))  # fmt: skip
     if wake:  # on PostgreSQL the update itself woke the runners (a trigger); this reaches the others
         _group_send(RUNNERS_GROUP, {"type": "runner.command", "command": "wake"})
 
 
 def announce_deleted(task_pk: int) -> None:
-    event = {"type": events.TASK_DELETED, "at": time.time(), "task": task_pk}
-    _group_send(DASHBOARD_GROUP, {"type": "conductor.events", "events": [event]})
+    events.publish_now(events.TASK_DELETED, task=task_pk)
 
 
 def _group_send(group: str, message: dict[str, Any]) -> None:

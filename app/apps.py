@@ -18,8 +18,10 @@ class ConductorConfig(AppConfig):
             access,
             checks,  # noqa: F401  (registers the system checks)
             context,
+            events,
             registry,
         )
+        from .bridge import web_frames
         from .execution import run_at_once
         from .task import Task, install_run_at_once
 
@@ -29,6 +31,8 @@ class ConductorConfig(AppConfig):
         context.install_claim_query(Task.objects.held_by_claim)  # context.still_owner(), likewise
         registry.autodiscover()
         access.connect_signals()  # open dashboard sockets close when their user signs out
+        # The admin's and the dashboard's actions reach pages as runners' events do: framed, to the feed.
+        events.subscribe_now(web_frames.send_now)
         if not getattr(settings, "CHANNEL_LAYERS", None):
             # Channels has no layer without this setting, and a project fresh from startproject has none.
             settings.CHANNEL_LAYERS = IN_MEMORY_LAYER

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 
@@ -237,3 +238,31 @@ class ChannelBridge:
             self.problem = problem
             if self.on_health is not None:
                 self.on_health(problem)
+
+
+class WebFrames:
+    """A web process's own events (actions), framed as a runner's bridge frames them: one source per
+    process, consecutive ``seq``, sent to ``FEED_GROUP``, so pages get one kind of news, one way."""
+
+    def __init__(self) -> None:
+        self.source = f"web-{uuid.uuid4().hex[:12]}"
+        self._sequence = 0
+        self._lock = threading.Lock()
+
+    def send_now(self, event: dict) -> None:
+        """From sync code (a view, an admin action); inside a request it runs on the server's loop."""
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        with self._lock:
+            self._sequence += 1
+            page = {"type": "events", "events": [page_event(event)], "source": self.source,
+                    "seq": self._sequence}  # fmt: skip
+        frame = json.dumps(page, default=str, ensure_ascii=False, separators=(",", ":"))
+        try:
+            async_to_sync(layer.group_send)(FEED_GROUP, {"type": "conductor.events", "frame": frame})
+        except Exception:  # the page resyncs from the database at its next snapshot
+            logger.exception("Could not send %s to the dashboards", event["type"])
+
+
+web_frames = WebFrames()

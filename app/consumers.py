@@ -226,11 +226,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     # From the channel layer -------------------------------------------------------------------
 
     async def conductor_events(self, message: dict) -> None:
-        """Events from web processes (actions); runners' frames come through app/fanout.py."""
-        forwarded = {"type": "events", "events": message["events"]}
-        if "seq" in message:  # from a runner's bridge: a gap tells the page it missed some
-            forwarded.update(source=message["source"], seq=message["seq"])
-        await self.send_json(forwarded)
+        """A frame of events sent to a group of this socket's. Runners' and web processes' frames alike
+        normally reach pages through app/fanout.py; a frame is sent on as it is, encoded once."""
+        await self.send(text_data=message["frame"])
 
     async def task_result(self, message: dict) -> None:
         await self.send_json({**message, "type": "task.result"})

@@ -153,6 +153,27 @@ def publish(kind: str, **data: Any) -> None:
     publisher.publish(kind, **data)
 
 
+#: Where a web process's own state changes go at once (app/bridge.py's ``send_now``, installed at start-up).
+_immediate_sinks: list[Callable[[Event], None]] = []
+
+
+def subscribe_now(sink: Callable[[Event], None]) -> None:
+    if sink not in _immediate_sinks:
+        _immediate_sinks.append(sink)
+
+
+def publish_now(kind: str, **data: Any) -> None:
+    """Publish a state change a web process made (an action in the admin or on the dashboard).
+
+    The same seam as ``publish``, but delivered before the action returns, so its reply never overtakes
+    its news: the sinks send it to pages the way a runner's bridge sends runners' events.
+    """
+    event: Event = {"type": kind, "at": time.time(), **data}
+    logger.debug("%s %s", kind, event, extra={"event": event})
+    for sink in _immediate_sinks:
+        sink(event)
+
+
 class Recorder:
     """Collects events for tests and tools, with a poll-with-timeout to wait for one."""
 

@@ -119,3 +119,8 @@ def _converters(field: Any, connection: Any) -> tuple[Any, list[Any]]:
 def _real_float(value: Any, expression: Any, connection: Any) -> Any:
     """SQLite's RETURNING gives a REAL column's whole number as an int (before column affinity)."""
     return float(value) if isinstance(value, int) else value
+
+
+def row_of(instance: Any) -> dict[str, Any]:
+    """A model instance's field values, by attname: plain data an event can carry across layers."""
+    return {field.attname: instance.__dict__[field.attname] for field in instance._meta.concrete_fields}

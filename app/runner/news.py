@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import events
 from ..lifecycle import Outcome
+from ..rows import row_of
 from ..status import RunStatus
 
 logger = logging.getLogger("conductor.runner")
@@ -29,11 +30,6 @@ STATUS_EVENTS = {
 def describe(task: Any, run: Any) -> dict[str, Any]:
     """The fields every task event carries."""
     return {"task": task.pk, "task_id": task.task_id, "name": task.name, "run": run.pk}
-
-
-def row_of(instance: Any) -> dict[str, Any]:
-    """A model instance's field values, by attname."""
-    return {field.attname: instance.__dict__[field.attname] for field in instance._meta.concrete_fields}
 
 
 def last_line(text: str) -> str:

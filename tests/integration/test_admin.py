@@ -6,6 +6,7 @@ commands).
 """
 
 import asyncio
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from html import unescape
@@ -21,7 +22,8 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from app import actions, lifecycle, registry
-from app.bridge import DASHBOARD_GROUP, RUNNERS_GROUP, runner_group
+from app.bridge import RUNNERS_GROUP, runner_group
+from app.fanout import FEED_GROUP
 from app.runnerprocess import RunnerProcess
 from app.status import RunnerState, RunStatus, TaskStatus
 from app.task import MAX_SECONDS, Task
@@ -162,11 +164,11 @@ def listener(fresh_channel_layer):
 
 
 def changed_tasks(messages: list[dict]) -> dict[int, dict]:
-    """task pk -> state, from the task.changed events of conductor.events messages."""
+    """task pk -> state, from the task.changed events of the frames sent to the feed (app/fanout.py)."""
     found = {}
     for message in messages:
         assert message["type"] == "conductor.events", message
-        for event in message["events"]:
+        for event in json.loads(message["frame"])["events"]:
             if event["type"] == "task.changed":
                 found[event["task"]] = event["state"]
     return found
@@ -562,7 +564,7 @@ def test_the_action_menu_lists_every_action(admin_client):
 
 
 def test_run_now_makes_tasks_due_and_tells_dashboards_and_runners(admin_client, listener):
-    dashboard, runners = listener.join(DASHBOARD_GROUP), listener.join(RUNNERS_GROUP)
+    dashboard, runners = listener.join(FEED_GROUP), listener.join(RUNNERS_GROUP)
     later = make_task(name="later", run_in=3600)
     paused = make_task(name="held", paused=True, run_in=3600)
     done = make_task(name="done")
@@ -616,7 +618,7 @@ def test_run_now_of_one_task_uses_the_singular(admin_client):
 
 
 def test_stop_looping(admin_client, listener):
-    dashboard = listener.join(DASHBOARD_GROUP)
+    dashboard = listener.join(FEED_GROUP)
     waiting_loop = make_task(name="poller", loop=True, interval=10)
     running_loop = make_task(name="syncer", loop=True, interval=10)
     make_running(running_loop, make_runner())
@@ -637,7 +639,7 @@ def test_stop_looping(admin_client, listener):
 
 
 def test_pause_and_resume(admin_client, listener):
-    dashboard, runners = listener.join(DASHBOARD_GROUP), listener.join(RUNNERS_GROUP)
+    dashboard, runners = listener.join(FEED_GROUP), listener.join(RUNNERS_GROUP)
     active, held = make_task(name="active"), make_task(name="held", paused=True)
 
     response = act(admin_client, "pause", active, held)
@@ -698,7 +700,7 @@ def test_cancel_of_a_run_started_without_a_runner_is_refused(admin_client):
 
 
 def test_duplicate_creates_waiting_copies(admin_client, listener):
-    dashboard, runners = listener.join(DASHBOARD_GROUP), listener.join(RUNNERS_GROUP)
+    dashboard, runners = listener.join(FEED_GROUP), listener.join(RUNNERS_GROUP)
     original = make_task(name="report", args_in={"a": 4, "b": 5}, loop=True, interval=30, kill_time=9,
                          db_use=True, paused=True, run_in=3600)  # fmt: skip
     Task.objects.filter(pk=original.pk).update(status=TaskStatus.FAILED, last_status=RunStatus.FAILED)
@@ -1134,7 +1136,7 @@ def test_view_only_staff_has_no_actions(viewer_client):
 
 @pytest.mark.parametrize("action", ["run_now", "stop_loop", "pause", "resume", "cancel_running", "duplicate"])
 def test_view_only_staff_cannot_act(viewer_client, listener, action):
-    dashboard, runners = listener.join(DASHBOARD_GROUP), listener.join(RUNNERS_GROUP)
+    dashboard, runners = listener.join(FEED_GROUP), listener.join(RUNNERS_GROUP)
     runner = make_runner()
     to_runner = listener.join(runner_group(runner.worker_id))
     looping = make_task(name="looper", loop=True, interval=10, run_in=3600)
@@ -1179,7 +1181,7 @@ def test_staff_without_view_permission_is_refused(client, django_user_model):
 
 
 def test_staff_with_change_permission_can_act(changer_client, listener):
-    dashboard = listener.join(DASHBOARD_GROUP)
+    dashboard = listener.join(FEED_GROUP)
     task = make_task(name="mine", run_in=3600)
 
     html = changer_client.get(TASKS).content.decode()

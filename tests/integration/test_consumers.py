@@ -93,11 +93,17 @@ async def dashboard(user: Any) -> AsyncIterator[WebsocketCommunicator]:
 
 
 async def next_of(communicator: WebsocketCommunicator, *types: str) -> dict:
-    """The next message of one of ``types``, skipping others (e.g. broadcast events)."""
+    """The next message of one of ``types``. Others are kept for a later call: live frames go to pages
+    as they come (app/fanout.py), so a command's news may arrive before its reply."""
+    held = communicator.__dict__.setdefault("held", [])
+    for index, message in enumerate(held):
+        if message["type"] in types:
+            return held.pop(index)
     while True:
         message = await communicator.receive_json_from(timeout=TIMEOUT)
         if message["type"] in types:
             return message
+        held.append(message)
 
 
 async def ask(communicator: WebsocketCommunicator, **content: Any) -> dict:
