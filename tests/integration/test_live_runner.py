@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from app.bridge import ChannelBridge
+from app.bridge import ChannelBridge, runner_group
 from app.runner import Runner, RunnerOptions
 from app.status import RunStatus, TaskStatus
 from app.task import Task
@@ -114,8 +114,7 @@ async def test_a_task_created_on_the_socket_runs_and_its_result_comes_back():
         finished = await mine.event("task.finished", task=pk)
         result = await mine.message("task.result")
         await theirs.event("task.finished", task=pk)
-        await asyncio.sleep(0.2)  # anything for the other page would have arrived by now
-        while not await other.receive_nothing(timeout=0.1):
+        while not await other.receive_nothing(timeout=0.3):  # anything more for the other page
             theirs.messages.append(await other.receive_json_from())
 
     with pytest.raises(RuntimeError, match="would block its own loop"):
@@ -277,7 +276,8 @@ async def test_a_command_for_a_run_the_runner_does_not_have_is_answered_with_an_
             return TaskRun.objects.create(task=task, runner=running.runner.record)
 
         run = await db(orphan)()
-        await asyncio.sleep(0.2)  # the runner's listener has joined its groups
+        layer = running.runner.bridge.layer
+        await until(lambda: runner_group(running.runner.worker_id) in layer.groups)  # it listens
         reply = await ask(page, type="cancel", run=run.pk, id=11)
         assert reply["ok"] is True
         error = await next_of(page, "error")
@@ -308,6 +308,26 @@ async def test_progress_arrives_live_and_the_run_keeps_the_last_one():
     assert (stored.progress, stored.progress_message) == (1.0, "step 4 of 4")
 
 
+async def until(predicate: Callable[[], Any], timeout: float = TIMEOUT) -> None:
+    """Poll ``predicate`` on this loop until it holds; fail after ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, f"not met within {timeout} s"
+        await asyncio.sleep(0.01)
+
+
+async def snapshot_showing(page: Any, wanted: Callable[[list[dict]], Any], timeout: float = TIMEOUT) -> dict:
+    """Snapshots asked for until one's threads show ``wanted`` (the runner's next heartbeat wrote it)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        await page.send_json_to({"type": "snapshot"})
+        snapshot = await next_of(page, "snapshot")
+        if wanted(snapshot["threads"]):
+            return snapshot
+        assert asyncio.get_running_loop().time() < deadline, "no snapshot showed it"
+        await page.receive_nothing(timeout=0.05)
+
+
 async def test_heartbeat_shows_a_running_threads_progress_in_the_snapshot():
     task = await db(saved)(live_functions.in_steps, args_in={"steps": 2, "pause": 1.0}, name="slow-steps")
     with override_settings(CONDUCTOR={"HEARTBEAT": 0.2}):
@@ -315,9 +335,7 @@ async def test_heartbeat_shows_a_running_threads_progress_in_the_snapshot():
             stream = Stream(page)
             await stream.event("run.progress", task=task.pk)
             await stream.event("runner.heartbeat")
-            await asyncio.sleep(0.3)  # one more heartbeat after the progress
-            await page.send_json_to({"type": "snapshot"})
-            snapshot = await next_of(page, "snapshot")
+            snapshot = await snapshot_showing(page, lambda threads: [t for t in threads if t["progress"]])
     [thread] = [t for t in snapshot["threads"] if t["task"] == task.pk]
     assert thread["name"] == f"slow-steps#{thread['run']}"
     assert thread["alive"] is True

@@ -5,6 +5,7 @@ The bridge's in-memory layer is only used from the bridge's loop: the test reach
 """
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -179,17 +180,28 @@ def test_a_task_result_goes_to_its_conn_only(own):
     assert own.nothing_waiting(asker)
 
 
+@contextlib.contextmanager
+def holding(loop):
+    """The loop blocked (by a callback waiting for an event) until the block ends: what is sent to it
+    meanwhile is queued, never handled."""
+    held, release = threading.Event(), threading.Event()
+    loop.call_soon_threadsafe(lambda: (held.set(), release.wait(TIMEOUT)))
+    assert held.wait(TIMEOUT)
+    try:
+        yield
+    finally:
+        release.set()
+
+
 def test_a_burst_of_events_arrives_in_few_group_messages(own):
     dashboard = own.member()
     marker = uuid.uuid4().hex
     count = 2 * BATCH_SIZE + 20
     # Hold the bridge's loop while the burst is published, so that it finds all of it queued.
-    held = threading.Event()
-    own.bridge.loop.call_soon_threadsafe(lambda: (held.set(), time.sleep(0.3)))
-    assert held.wait(TIMEOUT)
-    for number in range(count):
-        publish_marked(events.RUN_LOG, marker, run=1, text=f"line {number}\n")
-    assert events.publisher.flush(timeout=TIMEOUT)
+    with holding(own.bridge.loop):
+        for number in range(count):
+            publish_marked(events.RUN_LOG, marker, run=1, text=f"line {number}\n")
+        assert events.publisher.flush(timeout=TIMEOUT)
     messages = own.receive_until(dashboard, lambda got: len(events_in(got, marker)) == count)
     mine = [m for m in messages if events_in([m], marker)]
     assert [e["text"] for e in events_in(mine, marker)] == [f"line {n}\n" for n in range(count)]  # in order
@@ -201,12 +213,10 @@ def test_a_frame_too_large_for_one_message_goes_as_two_in_order(own, monkeypatch
     monkeypatch.setattr(bridge, "MAX_FRAME", 3000)
     dashboard = own.member()
     marker = uuid.uuid4().hex
-    held = threading.Event()  # the whole burst is queued before the bridge looks
-    own.bridge.loop.call_soon_threadsafe(lambda: (held.set(), time.sleep(0.3)))
-    assert held.wait(TIMEOUT)
-    for number in range(4):
-        publish_marked(events.RUN_LOG, marker, run=1, text=f"{number}" * 1000)
-    assert events.publisher.flush(timeout=TIMEOUT)
+    with holding(own.bridge.loop):  # the whole burst is queued before the bridge looks
+        for number in range(4):
+            publish_marked(events.RUN_LOG, marker, run=1, text=f"{number}" * 1000)
+        assert events.publisher.flush(timeout=TIMEOUT)
     messages = own.receive_until(dashboard, lambda got: len(events_in(got, marker)) == 4)
     mine = [m for m in messages if events_in([m], marker)]
     assert [e["text"][0] for e in events_in(mine, marker)] == ["0", "1", "2", "3"]
