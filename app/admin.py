@@ -286,12 +286,12 @@ class TaskRunAdmin(ReadOnlyAdmin):
 @admin.register(RunnerProcess)
 class RunnerProcessAdmin(ReadOnlyAdmin):
     list_display = ["worker_id", "host", "pid", "state_shown", "started_at", "heartbeat_shown",
-                    "threads_shown"]  # fmt: skip
+                    "threads_shown", "clock_shown"]  # fmt: skip
     list_filter = ["state", "host"]
     search_fields = ["worker_id", "host"]
     ordering = ["-heartbeat_at"]
     fields = ["worker_id", "host", "pid", "state", "degraded", "threads", "busy", "started_at",
-              "heartbeat_at", "stopped_at", "threads_state", "live_page"]  # fmt: skip
+              "heartbeat_at", "clock_offset", "stopped_at", "threads_state", "live_page"]  # fmt: skip
     readonly_fields = fields
 
     @admin.display(description="live page")
@@ -311,6 +311,16 @@ class RunnerProcessAdmin(ReadOnlyAdmin):
         if runner.state in LIVE_STATES and age > conf.get().HEARTBEAT_TIMEOUT:
             return format_html('<strong style="color: #ba2121">{} s (stale)</strong>', round(age))
         return f"{round(age)} s"
+
+    @admin.display(description="clock offset", ordering="clock_offset")
+    def clock_shown(self, runner: RunnerProcess) -> str:
+        """The database's clock minus the runner's; past CLOCK_SKEW_WARNING, in red."""
+        if runner.clock_offset is None:
+            return "-"
+        shown = f"{runner.clock_offset:+.3f} s"
+        if abs(runner.clock_offset) > conf.get().CLOCK_SKEW_WARNING:
+            return format_html('<strong style="color: #ba2121">{} (skewed)</strong>', shown)
+        return shown
 
     @admin.display(description="threads busy/total")
     def threads_shown(self, runner: RunnerProcess) -> str:

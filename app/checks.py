@@ -7,11 +7,12 @@ from dataclasses import fields
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
-from django.db import connections
+from django.db import DatabaseError, connections
 
 from .conf import ConductorSettings, raw_settings
 
-POSITIVE_NUMBERS = ("POLL", "HEARTBEAT", "HEARTBEAT_TIMEOUT", "INTERRUPT_WAIT", "CANCEL_GRACE")
+POSITIVE_NUMBERS = ("POLL", "HEARTBEAT", "HEARTBEAT_TIMEOUT", "CLOCK_SKEW_WARNING", "INTERRUPT_WAIT",
+                    "CANCEL_GRACE")  # fmt: skip
 POSITIVE_INTEGERS = ("THREADS", "LOG_LIMIT", "EVENT_QUEUE_SIZE")
 
 
@@ -230,6 +231,39 @@ def check_old_database(app_configs=None, databases=None, **kwargs) -> list:
             "one), then run `manage.py migrate` again.",
             10,
         )
+    ]
+
+
+@register(Tags.database)
+def check_clock_skew(app_configs=None, databases=None, **kwargs) -> list:
+    """Live runners whose clock differs from the database's by more than CLOCK_SKEW_WARNING, as they
+    measured it at their last heartbeat."""
+    if not databases or "default" not in databases:
+        return []
+    from .runnerprocess import RunnerProcess  # models load after checks are registered
+
+    raw = raw_settings()
+    default = ConductorSettings.CLOCK_SKEW_WARNING
+    limit = raw.get("CLOCK_SKEW_WARNING", default) if isinstance(raw, dict) else default
+    if isinstance(limit, bool) or not isinstance(limit, int | float) or not limit > 0:
+        return []  # conductor.E003 names the bad setting
+    try:
+        offsets = list(
+            RunnerProcess.objects.live().filter(clock_offset__isnull=False).values_list("worker_id", "host",
+                                                                                       "clock_offset")
+        )  # fmt: skip
+    except DatabaseError:  # not migrated yet: there are no runners to look at
+        return []
+    return [
+        Warning(
+            f"Runner {worker_id} on {host}: its clock is {abs(offset):.1f} s "
+            f"{'behind' if offset > 0 else 'ahead of'} the database's (CLOCK_SKEW_WARNING is {limit:g} s).",
+            hint="Conductor times everything by the database's clock, so tasks are safe, but fix the time "
+            f"on {host}: run NTP (chrony, systemd-timesyncd).",
+            id="conductor.W004",
+        )
+        for worker_id, host, offset in offsets
+        if abs(offset) > limit
     ]
 
 

@@ -29,6 +29,10 @@ class ConductorSettings:
     #: A runner silent for this many seconds is presumed dead and its runs are recovered. At least three
     #: heartbeats (checks.py), so one or two late heartbeats never cost a live runner its work.
     HEARTBEAT_TIMEOUT: float = 15.0
+    #: Seconds a runner's clock may differ from the database's before it warns (``runner.clock_skew``).
+    #: Conductor compares times by the database's clock only, so skew does not break it; it shows a host
+    #: whose NTP broke.
+    CLOCK_SKEW_WARNING: float = 2.0
     #: Seconds a stopping runner lets running tasks finish before it interrupts them.
     GRACE: float = 10.0
     #: Seconds a thread may take to end after being interrupted before it is reported as overrunning.
@@ -51,8 +55,8 @@ class ConductorSettings:
 
 
 #: Settings that the environment gives as numbers (``CONDUCTOR_THREADS=4``).
-ENV_NUMBERS = ("THREADS", "POLL", "HEARTBEAT", "HEARTBEAT_TIMEOUT", "GRACE", "INTERRUPT_WAIT",
-               "CANCEL_GRACE", "LOG_LIMIT", "EVENT_QUEUE_SIZE")  # fmt: skip
+ENV_NUMBERS = ("THREADS", "POLL", "HEARTBEAT", "HEARTBEAT_TIMEOUT", "CLOCK_SKEW_WARNING", "GRACE",
+               "INTERRUPT_WAIT", "CANCEL_GRACE", "LOG_LIMIT", "EVENT_QUEUE_SIZE")  # fmt: skip
 
 
 def from_environment(environ: os._Environ | dict[str, str] = os.environ) -> dict[str, Any]:

@@ -29,6 +29,7 @@ RUNNER_HEARTBEAT = "runner.heartbeat"
 RUNNER_PRESUMED_DEAD = "runner.presumed_dead"
 RUNNER_DEGRADED = "runner.degraded"
 RUNNER_RECOVERED = "runner.recovered"
+RUNNER_CLOCK_SKEW = "runner.clock_skew"
 RUNS_RECOVERED = "runs.recovered"
 THREAD_STARTED = "thread.started"
 THREAD_FINISHED = "thread.finished"
@@ -94,10 +95,9 @@ class Publisher:
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every published event has reached the sinks; False on timeout."""
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.005)
-        return not self._queue.unfinished_tasks
+        # Woken by the pump's task_done(), not by polling (a sleep also fails under libfaketime).
+        with self._queue.all_tasks_done:
+            return self._queue.all_tasks_done.wait_for(lambda: not self._queue.unfinished_tasks, timeout)
 
     def _ensure_pump(self) -> None:
         if self._thread is None:

@@ -1,7 +1,8 @@
 """Leases in the database: system-wide exclusive rights, such as the one ``db_use`` tasks share."""
 
 from django.db import models
-from django.utils import timezone
+
+from . import dbclock
 
 DB_USE = "db_use"
 
@@ -10,7 +11,7 @@ class LeaseQuerySet(models.QuerySet):
     def acquire(self, name: str, task_id: int, runner_id: int | None) -> bool:
         """Take the lease if it is free; one conditional write, so two runners can never both win."""
         taken = self.filter(name=name, task__isnull=True).update(
-            task_id=task_id, runner_id=runner_id, acquired_at=timezone.now()
+            task_id=task_id, runner_id=runner_id, acquired_at=dbclock.Now()
         )
         if not taken and not self.filter(name=name).exists():
             self.get_or_create(name=name)  # a lease row is created on first use (or after a flush)

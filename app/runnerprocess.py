@@ -5,12 +5,12 @@ Signing in and recovering a dead runner's work are the lifecycle's (app/lifecycl
 
 import os
 import socket
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import models
 from django.utils import timezone
 
-from . import orphans
+from . import dbclock, orphans
 from .status import RunnerState
 
 LIVE_STATES = (RunnerState.RUNNING, RunnerState.STOPPING)
@@ -20,10 +20,9 @@ class RunnerQuerySet(models.QuerySet):
     def live(self) -> "RunnerQuerySet":
         return self.filter(state__in=LIVE_STATES)
 
-    def stale(self, timeout: float, now=None) -> "RunnerQuerySet":
-        """Live-looking runners whose heartbeat is older than ``timeout`` seconds."""
-        now = now or timezone.now()
-        return self.live().filter(heartbeat_at__lt=now - timedelta(seconds=timeout))
+    def stale(self, timeout: float) -> "RunnerQuerySet":
+        """Live-looking runners whose heartbeat is older than ``timeout`` seconds, by the database's clock."""
+        return self.live().filter(heartbeat_at__lt=dbclock.Now(minus=timeout))
 
 
 class RunnerProcess(models.Model):
@@ -42,6 +41,12 @@ class RunnerProcess(models.Model):
     degraded = models.CharField(
         max_length=500, blank=True, default="", help_text="What it cannot reach now (empty: healthy)."
     )
+    clock_offset = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Seconds the database's clock is ahead of this runner's (negative: behind), as measured "
+        "at its last heartbeat.",
+    )
 
     objects = RunnerQuerySet.as_manager()
 
@@ -56,8 +61,8 @@ class RunnerProcess(models.Model):
     def default_worker_id() -> str:
         return f"{socket.gethostname()}-{os.getpid()}"
 
-    def ensure_gone(self) -> None:
-        """Refuse to take over a worker id whose process still runs."""
+    def ensure_gone(self, now: datetime | None = None) -> None:
+        """Refuse to take over a worker id whose process still runs (``now``: the database's time)."""
         if self.state not in LIVE_STATES:
             return
         same_host = self.host == socket.gethostname()
@@ -66,17 +71,20 @@ class RunnerProcess(models.Model):
                 f"worker id {self.worker_id!r} is in use by a live runner (pid {self.pid} on "
                 f"{self.host}); stop it or choose another --worker-id"
             )
-        if not same_host and self.heartbeat_at > timezone.now() - timedelta(seconds=60):
+        if not same_host and self.heartbeat_at > (now or dbclock.now()) - timedelta(seconds=60):
             raise RuntimeError(
                 f"worker id {self.worker_id!r} is in use by a runner on {self.host} that "
                 "heartbeat in the last minute; choose another --worker-id"
             )
 
-    def heartbeat(self, threads_state: list[dict]) -> bool:
-        """Record that this runner lives; False when others had already presumed it dead."""
+    def heartbeat(self, threads_state: list[dict], clock_offset: float | None = None) -> bool:
+        """Record that this runner lives (by the database's clock); False when others had already presumed
+        it dead."""
+        self.clock_offset = clock_offset
         alive = RunnerProcess.objects.filter(pk=self.pk, state__in=LIVE_STATES).update(
-            heartbeat_at=timezone.now(), busy=len(threads_state), threads_state=threads_state
-        )
+            heartbeat_at=dbclock.Now(), busy=len(threads_state), threads_state=threads_state,
+            clock_offset=clock_offset,
+        )  # fmt: skip
         return alive == 1
 
     def set_state(self, state: str) -> None:
@@ -91,6 +99,6 @@ class RunnerProcess(models.Model):
     def revive(self) -> None:
         """Sign in again after being presumed dead (its old runs were recovered meanwhile)."""
         self.state = RunnerState.RUNNING
-        self.heartbeat_at = timezone.now()
+        self.heartbeat_at = dbclock.now()
         self.stopped_at = None
         self.save(update_fields=["state", "heartbeat_at", "stopped_at"])

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from . import livelayer, protocol, registry
+from . import dbclock, livelayer, protocol, registry
 from .context import CONTEXT_PARAMETER
 from .livelayer import layer_reaches_other_processes
 
@@ -140,6 +140,7 @@ def run_outcome_state(run: Any, outcome: Any) -> dict[str, Any]:
 
 
 def runner_state(runner: Any, now: datetime | None = None) -> dict[str, Any]:
+    """A runner as pages show it; ``now``, best the database's time, for its heartbeat's age."""
     now = now or timezone.now()
     return {
         "id": runner.pk,
@@ -154,6 +155,7 @@ def runner_state(runner: Any, now: datetime | None = None) -> dict[str, Any]:
         "started_at": epoch(runner.started_at),
         "heartbeat_at": epoch(runner.heartbeat_at),
         "heartbeat_age": (now - runner.heartbeat_at).total_seconds(),
+        "clock_offset": runner.clock_offset,
     }
 
 
@@ -187,6 +189,7 @@ def build_snapshot(user: Any) -> dict[str, Any]:
     from .taskrun import TaskRun
 
     now = timezone.now()
+    database_now = dbclock.now()  # heartbeats are written by the database's clock
     runners = list(RunnerProcess.objects.order_by("-heartbeat_at")[:RECENT_RUNNERS])
     live_runners = {r.pk for r in runners if r.state in ("running", "stopping")}
     threads = [
@@ -208,7 +211,7 @@ def build_snapshot(user: Any) -> dict[str, Any]:
             "can_add": user.has_perm("conductor.add_task"),
         },
         "functions": [function_info(path) for path in registry.names()],
-        "runners": [runner_state(r, now) for r in runners],
+        "runners": [runner_state(r, database_now) for r in runners],
         "threads": threads,
         "tasks": [task_state(t) for t in tasks],
         "runs": [run_state(r) for r in runs],

@@ -8,12 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured, ValidationError
-from django.db import models, transaction
+from django.db import models, router, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.db.models.query_utils import DeferredAttribute
-from django.utils import timezone
 
-from . import registry, schedule
+from . import dbclock, registry, schedule
 from .lease import DB_USE, Lease
 from .status import CatchUp, Isolation, RunStatus, TaskStatus
 
@@ -206,7 +205,9 @@ class Task(models.Model):
         self.task_id = self.task_id or uuid.uuid4().hex
         self.loop = self.loop or bool(self.cron)  # a calendar repeats
         if self.next_run is None:  # a new task, or one whose next run was cleared
-            self.next_run = schedule.first_run(self, timezone.now())
+            # run_in counts from the database's clock, which the runners compare next_run with.
+            using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+            self.next_run = schedule.first_run(self, dbclock.now(using))
         super().save(*args, **kwargs)  # on PostgreSQL a trigger wakes the runners (migration 0002)
 
     def clean(self) -> None:
@@ -322,7 +323,7 @@ class Task(models.Model):
 
     def request_run_now(self) -> str:
         """Make the task due now (and no longer paused)."""
-        now = timezone.now()
+        now = dbclock.Now()  # due by the runners' clock: the database's
         started = (
             Task.objects.filter(pk=self.pk)
             .exclude(status=TaskStatus.RUNNING)
@@ -334,7 +335,7 @@ class Task(models.Model):
 
     def stop_looping(self) -> str:
         """Run no more after the current run (a waiting looping task becomes stopped)."""
-        now = timezone.now()
+        now = dbclock.Now()
         with transaction.atomic():
             looping = Task.objects.filter(pk=self.pk, loop=True)
             looping.filter(status=TaskStatus.WAITING).update(status=TaskStatus.STOPPED)
@@ -345,7 +346,7 @@ class Task(models.Model):
     def set_paused(self, paused: bool) -> str:
         """Pause (not started again until resumed; a running run goes on) or resume."""
         changed = Task.objects.filter(pk=self.pk, paused=not paused).update(
-            paused=paused, updated_at=timezone.now()
+            paused=paused, updated_at=dbclock.Now()
         )
         if not changed:
             raise TaskActionError(f"{self.name} is already {'paused' if paused else 'not paused'}")

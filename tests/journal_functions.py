@@ -5,6 +5,7 @@ test_orphans.py).
 """
 
 import os
+import threading
 import time
 
 from app.registry import register
@@ -47,6 +48,29 @@ def owner_until_released(path: str, release: str, context) -> int | None:
         time.sleep(0.01)
     note(path, "owner", context.fence, context.still_owner())
     return context.fence
+
+
+@register
+def clocked(path: str, key: str, seconds: float = 0.0) -> str:
+    """Notes ``start`` and ``end`` around ``seconds`` of work, each at the database's time (read by a query):
+    the one clock that runners with skewed clocks share. Lines: event, key, database epoch seconds, pid."""
+    _append(path, f"start {key} {database_time():.6f} {os.getpid()}")
+    # Not time.sleep(): under libfaketime (tests/acceptance/test_clock_skew.py) Python's absolute
+    # clock_nanosleep fails with EINVAL; a timed wait on a lock does not.
+    threading.Event().wait(seconds)
+    _append(path, f"end {key} {database_time():.6f} {os.getpid()}")
+    return key
+
+
+def database_time() -> float:
+    """The database's clock now, in epoch seconds: PostgreSQL's server clock; on SQLite, this machine's."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return time.time()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT extract(epoch FROM clock_timestamp())")
+        return float(cursor.fetchone()[0])
 
 
 def _append(path: str, line: str) -> None:

@@ -21,6 +21,7 @@ from django.db import connections, router, transaction
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from .. import dbclock
 from ..lease import DB_USE, Lease
 from ..rows import Rows
 from ..status import RunStatus
@@ -44,8 +45,11 @@ Pair = tuple[Any, Any]  # (task, its opened run)
 
 
 def due(now: datetime | None = None, using: str = "default") -> TaskQuerySet:
-    """The tasks due at ``now`` (default: now), as a queryset: the claim's own definition of due."""
+    """The tasks due at ``now`` (default: now, by the database's clock), as a queryset: the claim's own
+    definition of due."""
     table = connections[using].ops.quote_name(Task._meta.db_table)
+    if now is None and (database_now := dbclock.sql_now(using)):
+        return Task.objects.using(using).filter(id__in=RawSQL(queries.due_ids(table, database_now), []))
     at = connections[using].ops.adapt_datetimefield_value(now or timezone.now())
     return Task.objects.using(using).filter(id__in=RawSQL(queries.due_ids(table), [at]))
 
@@ -85,6 +89,8 @@ class Claimer:
         self.due_by = due_by
         self.using = using
         self.connection = connections[using]
+        # PostgreSQL: "now" is the server's clock inside each statement, never a parameter (app/dbclock.py).
+        self.database_now = dbclock.sql_now(using)
         self.tasks = Rows(Task, self.connection)
         self.runs = Rows(TaskRun, self.connection)
         # A run's columns: those filled from its claimed task, then the rest with their defaults.
@@ -103,7 +109,7 @@ class Claimer:
             return []
         now = timezone.now()
         if self.vendor == "postgresql":
-            claimed = self._claim_in_one_statement(limit, now)
+            claimed = self._claim_in_one_statement(limit)
         # Idle, SQLite's write lock is not taken just to find nothing; after a full claim, more is likely.
         elif self._last_claim_full or self._any_due(now, "plain"):
             claimed = self._claim_serialised(limit, now)
@@ -127,8 +133,8 @@ class Claimer:
         if db_use and not Lease.objects.using(self.using).acquire(DB_USE, task_id, self._runner_pk()):
             return None
         with self.connection.cursor() as cursor:
-            at = self._at(timezone.now())
-            cursor.execute(self._sql["claim_one"], [self._runner_pk(), at, task_id, fence])
+            params = [self._runner_pk(), *self._now_params(timezone.now()), task_id, fence]
+            cursor.execute(self._sql["claim_one"], params)
             row = cursor.fetchone()
             if row is None:
                 if db_use:
@@ -142,12 +148,15 @@ class Claimer:
 
     def _statements(self) -> dict[str, str]:
         table, where, returning = self.tasks.table, self._where(), self.tasks.select_list()
+        now = self.database_now or queries.NOW
         sql = {
-            "any_plain": queries.any_due(table, where),
-            "any_db_use": queries.any_due(table, where, db_use=True),
+            "any_plain": queries.any_due(table, where, now=now),
+            "any_db_use": queries.any_due(table, where, db_use=True, now=now),
             "next_due": queries.next_due(table, where),
-            "db_use_candidate": queries.db_use_candidate(table, where, locking=self.vendor == "postgresql"),
-            "claim_one": queries.claim_one(table, returning),
+            "db_use_candidate": queries.db_use_candidate(
+                table, where, locking=self.vendor == "postgresql", now=now
+            ),
+            "claim_one": queries.claim_one(table, returning, now),
         }
         if self.vendor == "postgresql":
             values = ", ".join(
@@ -155,8 +164,9 @@ class Claimer:
                 + [f"CAST(%s AS {db_type})" for db_type in self.runs.default_types(FROM_TASK)]
             )
             sql["claim"] = queries.claim_in_one_statement(
-                table, self.runs.table, where, self.tasks.select_list(table), self._run_columns, values
-            )
+                table, self.runs.table, where, self.tasks.select_list(table), self._run_columns, values,
+                now=self.database_now,
+            )  # fmt: skip
             return sql
         sql["expire"] = queries.expire(table, where)
         sql["claim"] = queries.claim_picked(table, where, returning)
@@ -176,17 +186,12 @@ class Claimer:
 
     def _any_due(self, now: datetime, kind: str) -> bool:
         with self.connection.cursor() as cursor:
-            cursor.execute(self._sql[f"any_{kind}"], [self._at(now), *self._filter_params()])
+            cursor.execute(self._sql[f"any_{kind}"], [*self._now_params(now), *self._filter_params()])
             return cursor.fetchone() is not None
 
-    def _claim_in_one_statement(self, limit: int, now: datetime) -> list[Pair]:
-        at = self._at(now)
-        params = [
-            at, at, at, *self._filter_params(),
-            at, at, *self._filter_params(), limit,
-            self._runner_pk(), at,
-            *self._run_defaults,
-        ]  # fmt: skip
+    def _claim_in_one_statement(self, limit: int) -> list[Pair]:
+        filters = self._filter_params()
+        params = [*filters, *filters, limit, self._runner_pk(), *self._run_defaults]
         with self.connection.cursor() as cursor:
             cursor.execute(self._sql["claim"], params)
             rows = cursor.fetchall()
@@ -229,8 +234,7 @@ class Claimer:
 
     def _claim_db_use(self, now: datetime) -> list[Pair]:
         with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
-            at = self._at(now)
-            cursor.execute(self._sql["db_use_candidate"], [at, at, *self._filter_params()])
+            cursor.execute(self._sql["db_use_candidate"], [*self._now_params(now, 2), *self._filter_params()])
             candidate = cursor.fetchone()
             claimed = self.claim_one(candidate[0], True, candidate[1]) if candidate else None
         return [claimed] if claimed else []
@@ -243,6 +247,10 @@ class Claimer:
 
     def _at(self, moment: datetime) -> Any:
         return self.connection.ops.adapt_datetimefield_value(moment)
+
+    def _now_params(self, now: datetime, times: int = 1) -> list[Any]:
+        """ "Now" as ``times`` parameters, or none where the statement reads the database's clock."""
+        return [] if self.database_now else [self._at(now)] * times
 
     def _runner_pk(self) -> int | None:
         return self.runner.pk if self.runner is not None else None

@@ -6,7 +6,9 @@ Statuses come from ``app/status.py``, interpolated into the text once, here, at 
 depend on a runner (its queues, a ``--once`` cutoff) or on the database (PostgreSQL's row locks and
 casts) are built by the functions below, once per ``Claimer`` or per database alias, never per call.
 
-Parameters are positional (``%s``); each statement's docstring or comment lists them in order.
+Parameters are positional (``%s``); each statement's docstring or comment lists them in order. "Now" is
+a parameter (``NOW``, the local clock: SQLite, one machine) or, given as ``now``, the database's own
+clock in SQL (``app.dbclock.POSTGRES_NOW``), and then it is no parameter.
 """
 
 from ..status import RunStatus, TaskStatus
@@ -20,12 +22,23 @@ WAITING = _literal(TaskStatus.WAITING)
 RUNNING = _literal(TaskStatus.RUNNING)
 EXPIRED = _literal(TaskStatus.EXPIRED)
 
-#: Due: waiting, not paused, next_run at or before the parameter (now).
-DUE = f"status = {WAITING} AND NOT paused AND next_run <= %s"
+#: "Now" as a parameter.
+NOW = "%s"
+
+
+def due(now: str = NOW) -> str:
+    """Due: waiting, not paused, next_run at or before now."""
+    return f"status = {WAITING} AND NOT paused AND next_run <= {now}"
+
+
+def not_expired(now: str = NOW) -> str:
+    """Not past expires_at at now; a due task past it is expired instead of claimed."""
+    return f"(expires_at IS NULL OR expires_at > {now})"
+
+
+DUE = due()
 #: Waiting and not paused, whenever due: what the runner sleeps until.
 WAITING_UNPAUSED = f"status = {WAITING} AND NOT paused"
-#: Not past expires_at at the parameter (now); a due task past it is expired instead of claimed.
-NOT_EXPIRED = "(expires_at IS NULL OR expires_at > %s)"
 #: The order due tasks are claimed in (the index ``task_claim_order`` walks it).
 CLAIM_ORDER = "priority DESC, next_run, id"
 
@@ -36,15 +49,15 @@ def filters(queues: int, due_by: bool) -> str:
     return sql + (" AND next_run <= %s" if due_by else "")
 
 
-def due_ids(table: str) -> str:
+def due_ids(table: str, now: str = NOW) -> str:
     """The ids of due tasks (parameter: now): what ``lifecycle.due()`` shows the ORM."""
-    return f"SELECT id FROM {table} WHERE {DUE}"
+    return f"SELECT id FROM {table} WHERE {due(now)}"
 
 
-def any_due(table: str, where: str, db_use: bool | None = None) -> str:
+def any_due(table: str, where: str, db_use: bool | None = None, now: str = NOW) -> str:
     """One row if anything is due (parameters: now, the filters). ``db_use``: only such tasks, or none."""
     kind = "" if db_use is None else " AND db_use" if db_use else " AND NOT db_use"
-    return f"SELECT 1 FROM {table} WHERE {DUE}{kind}{where} LIMIT 1"
+    return f"SELECT 1 FROM {table} WHERE {due(now)}{kind}{where} LIMIT 1"
 
 
 def next_due(table: str, where: str) -> str:
@@ -52,37 +65,38 @@ def next_due(table: str, where: str) -> str:
     return f"SELECT MIN(next_run) FROM {table} WHERE {WAITING_UNPAUSED}{where}"
 
 
-def expired_ids(table: str, where: str) -> str:
+def expired_ids(table: str, where: str, now: str = NOW) -> str:
     """Due tasks past expires_at (parameters: now, now, the filters)."""
-    return f"SELECT id FROM {table} WHERE {DUE} AND expires_at <= %s{where}"
+    return f"SELECT id FROM {table} WHERE {due(now)} AND expires_at <= {now}{where}"
 
 
-def expire(table: str, where: str) -> str:
+def expire(table: str, where: str, now: str = NOW) -> str:
     """Mark due tasks past expires_at expired (parameters: updated_at, then ``expired_ids``')."""
-    return f"UPDATE {table} SET status = {EXPIRED}, updated_at = %s WHERE id IN ({expired_ids(table, where)})"
+    expired = expired_ids(table, where, now)
+    return f"UPDATE {table} SET status = {EXPIRED}, updated_at = {now} WHERE id IN ({expired})"
 
 
-def picked_ids(table: str, where: str) -> str:
+def picked_ids(table: str, where: str, now: str = NOW) -> str:
     """Plain (not db_use) due tasks to claim, in claim order (parameters: now, now, the filters, limit)."""
     return (
-        f"SELECT id FROM {table} WHERE {DUE} AND NOT db_use AND {NOT_EXPIRED}{where} "
+        f"SELECT id FROM {table} WHERE {due(now)} AND NOT db_use AND {not_expired(now)}{where} "
         f"ORDER BY {CLAIM_ORDER} LIMIT %s"
     )
 
 
-def db_use_candidate(table: str, where: str, locking: bool) -> str:
+def db_use_candidate(table: str, where: str, locking: bool, now: str = NOW) -> str:
     """The first due db_use task (parameters: now, now, the filters): id and fence, locked if ``locking``."""
     return (
-        f"SELECT id, fence FROM {table} WHERE {DUE} AND db_use AND {NOT_EXPIRED}{where} "
+        f"SELECT id, fence FROM {table} WHERE {due(now)} AND db_use AND {not_expired(now)}{where} "
         f"ORDER BY {CLAIM_ORDER} LIMIT 1" + (" FOR UPDATE SKIP LOCKED" if locking else "")
     )
 
 
-def set_claimed(table: str) -> str:
+def set_claimed(table: str, now: str = NOW) -> str:
     """The SET list of every claim (parameters: runner id, updated_at); columns are the row before."""
     return (
         f"status = {RUNNING}, runner_id = %s, fence = {table}.fence + 1, attempts = {table}.attempts + 1, "
-        f"attempt = {table}.attempt + 1, updated_at = %s, "
+        f"attempt = {table}.attempt + 1, updated_at = {now}, "
         # A new series keeps the time it was due: retries must not shift a loop's schedule.
         f"period_start = CASE WHEN {table}.attempt = 0 THEN {table}.next_run ELSE {table}.period_start END"
     )
@@ -94,13 +108,13 @@ def claim_picked(table: str, where: str, returning: str) -> str:
     return f"UPDATE {table} SET {set_claimed(table)} WHERE id IN ({picked}) RETURNING {returning}"
 
 
-def claim_one(table: str, returning: str) -> str:
+def claim_one(table: str, returning: str, now: str = NOW) -> str:
     """Claim one task unless it is running (parameters: runner id, updated_at, id, fence).
 
     Only if its fence is still the one read: a stale candidate is never claimed.
     """
     return (
-        f"UPDATE {table} SET {set_claimed(table)} WHERE id = %s AND fence = %s AND status <> {RUNNING} "
+        f"UPDATE {table} SET {set_claimed(table, now)} WHERE id = %s AND fence = %s AND status <> {RUNNING} "
         f"RETURNING {returning}"
     )
 
@@ -111,18 +125,19 @@ def insert_runs(run_table: str, columns: str, rows: int, row: str) -> str:
 
 
 def claim_in_one_statement(table: str, run_table: str, where: str, returning: str, columns: str,
-                           values: str) -> str:  # fmt: skip
+                           values: str, now: str) -> str:  # fmt: skip
     """PostgreSQL: expire, pick (skipping rows other runners hold), claim and open runs, in one round trip.
 
-    Parameters: ``expire``'s, ``picked_ids``', runner id and updated_at, then the runs' default values.
+    Parameters: the filters, the filters and limit, runner id, then the runs' default values ("now" is
+    ``now``, the server's clock, in the text).
     """
     return f"""
         WITH expired AS (
-            UPDATE {table} SET status = {EXPIRED}, updated_at = %s
-            WHERE id IN ({expired_ids(table, where)} FOR UPDATE SKIP LOCKED)
-        ), picked AS ({picked_ids(table, where)} FOR UPDATE SKIP LOCKED),
+            UPDATE {table} SET status = {EXPIRED}, updated_at = {now}
+            WHERE id IN ({expired_ids(table, where, now)} FOR UPDATE SKIP LOCKED)
+        ), picked AS ({picked_ids(table, where, now)} FOR UPDATE SKIP LOCKED),
         claimed AS (
-            UPDATE {table} SET {set_claimed(table)}
+            UPDATE {table} SET {set_claimed(table, now)}
             FROM picked WHERE {table}.id = picked.id
             RETURNING {returning}
         ), runs AS (

@@ -8,13 +8,12 @@ result that arrives after its run was recovered elsewhere is refused.
 """
 
 import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from django.db import connections, router, transaction
-from django.utils import timezone
 
-from .. import schedule
+from .. import dbclock, schedule
 from ..lease import DB_USE, Lease
 from ..rows import Rows, preparer
 from ..status import TASK_STATUS_AFTER_RUN, RunStatus, TaskStatus
@@ -54,7 +53,8 @@ def finish_many(finished: list[tuple[TaskRun, Outcome]], refresh: bool = True) -
     alias = router.db_for_write(TaskRun)
     leased = [run.task.db_use for run, _ in finished]  # as claimed: run.task is updated below
     with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
-        recording = _Recording(cursor, timezone.now())
+        # Next runs, retries and the runs' times by the database's clock: one reading per batch.
+        recording = _Recording(cursor, dbclock.reading(alias))
         results = recording.update_tasks(finished, refresh)
         recording.close_runs(finished, results)
         accepted = [ok for ok, _ in results]
@@ -109,10 +109,6 @@ def _release_db_use(alias: str, task_ids: list[int]) -> None:
         )
 
 
-def _at(timestamp: float) -> datetime:
-    return datetime.fromtimestamp(timestamp, tz=UTC)
-
-
 class _Statements:
     """The statements that record outcomes, with the fields that prepare their values and read back rows.
 
@@ -143,12 +139,15 @@ class _Statements:
 
 
 class _Recording:
-    """Recording one batch of outcomes, on ``cursor``, at ``now``."""
+    """Recording one batch of outcomes, on ``cursor``, at the database's time ``clock`` read.
 
-    def __init__(self, cursor: Any, now: datetime) -> None:
-        self.cursor, self.connection, self.now = cursor, cursor.db, now
+    Outcomes carry this process's wall-clock times; the reading's offset turns them into the database's.
+    """
+
+    def __init__(self, cursor: Any, clock: dbclock.Reading) -> None:
+        self.cursor, self.connection, self.now, self.clock = cursor, cursor.db, clock.database, clock
         self.sql = _Statements.of(cursor.db)
-        self.prepared_now = self._prepared("updated_at", now)  # the same for the whole batch
+        self.prepared_now = self._prepared("updated_at", self.now)  # the same for the whole batch
 
     def _prepared(self, task_field: str, value: Any) -> Any:
         """``value`` as the database takes it for this Task field (None is NULL for all of them)."""
@@ -189,7 +188,7 @@ class _Recording:
         """One run's row of the VALUES list (in ``queries.OUTCOME_COLUMNS`` order), and its retry time."""
         if run.status == RunStatus.TIMED_OUT:
             outcome.status = RunStatus.TIMED_OUT  # reported as overrunning: it stays timed out
-        task, now, started = run.task, self.now, _at(outcome.started)
+        task, now, started = run.task, self.now, self.clock.from_local(outcome.started)
         retry_at = retry_at_after(task, outcome.status, now)
         effect = run_effect(task, outcome.status, now, retry_at, started)
         row = [
@@ -231,7 +230,8 @@ class _Recording:
     def _closed(self, run: TaskRun, outcome: Outcome, status: str, error: str, retry_at: Any) -> list:
         """The parameters of ``close_run`` for one run."""
         values = (
-            status, _at(outcome.started), _at(outcome.finished), outcome.duration, outcome.output, error,
+            status, self.clock.from_local(outcome.started), self.clock.from_local(outcome.finished),
+            outcome.duration, outcome.output, error,
             outcome.log, outcome.thread_name, outcome.thread_ident, outcome.progress,
             outcome.progress_message, retry_at,
         )  # fmt: skip

@@ -9,9 +9,8 @@ import os
 import socket
 
 from django.db import transaction
-from django.utils import timezone
 
-from .. import orphans
+from .. import dbclock, orphans
 from ..lease import Lease
 from ..runnerprocess import RunnerProcess, RunnerQuerySet
 from ..status import RunnerState, RunStatus, TaskStatus
@@ -24,8 +23,8 @@ def recover(runners: RunnerQuerySet, reason: str, final_state: str = RunnerState
 
     Returns the ids of the runs recorded as interrupted.
     """
-    now = timezone.now()
     with transaction.atomic():
+        now = dbclock.now()  # due again by the runners' clock
         # Locked, and (on PostgreSQL) re-checked after any wait: a runner that signed in again
         # meanwhile is no longer stale and is left alone.
         found = list(runners.select_for_update().values_list("id", "host", "pid"))
@@ -81,21 +80,23 @@ def give_back(runner: RunnerProcess, reason: str) -> list[int]:
 
 def sign_in(worker_id: str, threads: int) -> RunnerProcess:
     """Sign this process in, taking over ``worker_id`` (recovering its work) if its last holder is gone."""
+    now = dbclock.now()  # others compare this heartbeat with the database's clock
     values = {
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "state": RunnerState.RUNNING,
         "threads": threads,
         "busy": 0,
-        "started_at": timezone.now(),
-        "heartbeat_at": timezone.now(),
+        "started_at": now,
+        "heartbeat_at": now,
         "stopped_at": None,
         "degraded": "",
+        "clock_offset": None,
     }
     with transaction.atomic():
         previous = RunnerProcess.objects.select_for_update().filter(worker_id=worker_id).first()
         if previous is not None:
-            previous.ensure_gone()
+            previous.ensure_gone(now)
             reason = f"runner {worker_id} restarted before this run ended"
             recover(RunnerProcess.objects.filter(pk=previous.pk), reason)
         runner, _ = RunnerProcess.objects.update_or_create(worker_id=worker_id, defaults=values)

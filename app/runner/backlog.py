@@ -36,6 +36,12 @@ class Backlog:
     def next(self) -> Claimed:
         return self._runs.popleft()
 
+    def drop(self) -> list[Claimed]:
+        """Every run claimed ahead, taken out: none of them is to start."""
+        dropped = list(self._runs)
+        self._runs.clear()
+        return dropped
+
     def ran(self, duration: float) -> None:
         """A run took ``duration`` seconds: the moving average decides whether to claim ahead."""
         previous = self.recent_run if self.recent_run is not None else duration

@@ -20,9 +20,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from django.db import DatabaseError, connections
-from django.utils import timezone
 
-from .. import conf, events
+from .. import conf, dbclock, events
 from ..backoff import Backoff, one_line
 from ..context import TaskContext
 from ..execution import RunInterrupted, execute
@@ -32,7 +31,7 @@ from ..status import Isolation, RunnerState, RunStatus
 from . import news
 from .activerun import ActiveRun
 from .backlog import Backlog
-from .heartbeats import Heartbeats
+from .heartbeats import Heartbeats, elapsed_clock
 from .inbox import (
     DashboardCommand,
     DatabaseAnswers,
@@ -139,8 +138,10 @@ class Runner:
     # Signing in, and the watcher's callbacks (from its thread) -----------------------------------
 
     def _sign_in(self) -> None:
+        sent_at = elapsed_clock()
         self.record = sign_in(self.worker_id, self.options.threads)
-        once_cutoff: datetime | None = timezone.now() if self.options.once else None
+        self._heartbeats.signed_in(sent_at)
+        once_cutoff: datetime | None = dbclock.now() if self.options.once else None
         self._claimer = Claimer(self.record, self.options.queues, due_by=once_cutoff)
         self._heartbeats.recover_dead(self.record)
         self._pool = WorkerPool(self.options.threads, self._report_done)
@@ -294,17 +295,35 @@ class Runner:
 
     def _start_backlog(self) -> None:
         """Start claimed runs on free threads (none once the grace after a stop has run out)."""
+        if self._backlog and self._heartbeats.lapsed():
+            self._give_back_backlog()
         while (
             self._backlog and len(self._active) < self.options.threads and not self._limits.interrupting_all
         ):
             self._start(*self._backlog.next())
 
+    def _give_back_backlog(self) -> None:
+        """Others may have presumed this runner dead (it was stopped, or cut off): what it claimed ahead
+        may have been recovered and started elsewhere, so none of it starts here. Each run is recorded
+        interrupted, due again (fenced: refused if it was recovered), and the runner heartbeats, signing
+        in again if it was presumed dead, before it claims anything more."""
+        dropped = self._backlog.drop()
+        now = time.time()
+        reason = (f"runner {self.worker_id} had no heartbeat through for over "
+                  f"{self._heartbeats.timeout - self._heartbeats.interval:g} s when this run was to start "
+                  "(it may have been presumed dead); given back without starting")  # fmt: skip
+        for _, run in dropped:
+            self._outcomes.add(run, Outcome(RunStatus.INTERRUPTED, now, now, error=reason), time.monotonic())
+        logger.warning("Runner %s: no heartbeat got through for too long; %d runs claimed ahead given back "
+                       "unstarted", self.worker_id, len(dropped))  # fmt: skip
+        self._heartbeats.next_at = 0.0
+
     def _when_next_due(self) -> float | None:
-        """The monotonic time the next waiting task falls due, if in the future."""
+        """The monotonic time the next waiting task falls due (by the database's clock), if in the future."""
         at = self._claimer.next_due_at()
         if at is None:
             return None
-        wait = (at - timezone.now()).total_seconds()
+        wait = self._heartbeats.local_deadline(at)
         return time.monotonic() + wait if wait > 0 else None
 
     def _start(self, task: Any, run: Any) -> None:

@@ -393,3 +393,29 @@ def test_manage_py_check_shows_the_weak_key_warning(settings, capsys):
         call_command("check", tag=["security"], fail_level="WARNING")
 
     assert "(conductor.W003) SECRET_KEY is a well-known placeholder" in str(caught.value)
+
+
+@pytest.mark.django_db
+def test_live_runners_whose_clock_is_skewed_are_warned_about():
+    from app.runnerprocess import RunnerProcess
+    from app.status import RunnerState
+
+    runners = [("fast", -30.0, RunnerState.RUNNING), ("fine", 0.4, RunnerState.RUNNING),
+               ("gone", 30.0, RunnerState.DEAD), ("new", None, RunnerState.RUNNING)]  # fmt: skip
+    for name, offset, state in runners:
+        RunnerProcess.objects.create(worker_id=name, host="h", pid=1, state=state, clock_offset=offset)
+
+    warnings = checks.check_clock_skew(databases=["default"])
+
+    assert [(w.id, w.msg) for w in warnings] == [
+        ("conductor.W004", "Runner fast on h: its clock is 30.0 s ahead of the database's "
+                           "(CLOCK_SKEW_WARNING is 2 s).")
+    ]  # fmt: skip
+    with override_settings(CONDUCTOR={"CLOCK_SKEW_WARNING": 60}):
+        assert checks.check_clock_skew(databases=["default"]) == []
+    assert checks.check_clock_skew(databases=None) == []
+
+
+def test_a_bad_clock_skew_limit_is_an_error():
+    with override_settings(CONDUCTOR={"CLOCK_SKEW_WARNING": -1}):
+        assert [e.id for e in check_settings()] == ["conductor.E003"]

@@ -15,7 +15,8 @@ APP = Path(__file__).resolve().parents[2] / "app"
 #: Bottom first. A module may import from its own layer and the layers before it.
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"app", "status", "conf", "schedule", "rows", "registry", "context", "events",
-                    "interrupts", "newthread", "capture", "backoff", "orphans", "lifeline", "privatefiles"}),
+                    "interrupts", "newthread", "capture", "backoff", "orphans", "lifeline", "privatefiles",
+                    "dbclock"}),
     ("models", {"initialpassword", "lease", "runnerprocess", "task", "taskrun", "models"}),
     ("lifecycle", {"lifecycle", "lifecycle.claiming", "lifecycle.queries", "lifecycle.recording",
                    "lifecycle.recovery", "lifecycle.outcome"}),
@@ -27,7 +28,9 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("wiring", {"apps", "management", "management.commands"}),
 ]  # fmt: skip
 #: What the model modules may import besides each other: nothing that runs, executes, wakes or publishes.
-MODEL_MAY_IMPORT = {"status", "registry", "schedule", "orphans"}  # orphans: is a pid running (stdlib only)
+#: orphans: is a pid running (stdlib only); dbclock: the database's time, which rows are written and
+#: compared by.
+MODEL_MAY_IMPORT = {"status", "registry", "schedule", "orphans", "dbclock"}
 
 
 def module_name(path: Path) -> str:

@@ -54,3 +54,11 @@ def test_the_average_follows_recent_runs():
     for _ in range(30):
         backlog.ran(SHORT)
     assert backlog.recent_run < PREFETCH_MAX_RUN
+
+
+def test_dropping_the_backlog_takes_out_every_run_claimed_ahead():
+    backlog = Backlog(THREADS)
+    backlog.add([("task-1", "run-1"), ("task-2", "run-2")])
+    assert backlog.drop() == [("task-1", "run-1"), ("task-2", "run-2")]
+    assert len(backlog) == 0
+    assert backlog.claimed == 2  # still counted as claimed: max_tasks counts them

@@ -16,7 +16,7 @@ from app.taskrun import TaskRun
 from tests import functions
 
 pytestmark = pytest.mark.django_db
-SETTINGS = SimpleNamespace(HEARTBEAT=5.0, HEARTBEAT_TIMEOUT=15.0)
+SETTINGS = SimpleNamespace(HEARTBEAT=5.0, HEARTBEAT_TIMEOUT=15.0, CLOCK_SKEW_WARNING=2.0)
 NOW = 1000.0
 
 
