@@ -4,6 +4,7 @@ Actions on tasks go through app/actions.py, the same code path as the dashboard'
 react the same way and open dashboards update. Runs and runners are read-only records.
 """
 
+import contextvars
 import inspect
 import json
 from collections.abc import Callable
@@ -14,10 +15,9 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from . import actions, conf, registry
+from . import actions, conf, dbclock, registry
 from .lease import Lease
 from .runnerprocess import LIVE_STATES, RunnerProcess
 from .task import Task, TaskActionError
@@ -87,6 +87,10 @@ class TaskForm(forms.ModelForm):
             if not errors.error_dict:
                 return
         super()._update_errors(errors)
+
+
+#: The database's time for the page being rendered (one query per list, not one per row).
+_page_now: contextvars.ContextVar = contextvars.ContextVar("conductor_admin_now", default=None)
 
 
 def _run_link(run: TaskRun) -> str:
@@ -305,9 +309,20 @@ class RunnerProcessAdmin(ReadOnlyAdmin):
                                runner.degraded)  # fmt: skip
         return runner.state
 
+    def _database_now(self, runner: RunnerProcess) -> Any:
+        """The database's time (heartbeats are written by its clock), read once per page."""
+        return _page_now.get() or dbclock.now()
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> Any:
+        token = _page_now.set(dbclock.now())
+        try:
+            return super().changelist_view(request, extra_context)
+        finally:
+            _page_now.reset(token)
+
     @admin.display(description="heartbeat age", ordering="heartbeat_at")
     def heartbeat_shown(self, runner: RunnerProcess) -> str:
-        age = (timezone.now() - runner.heartbeat_at).total_seconds()
+        age = (self._database_now(runner) - runner.heartbeat_at).total_seconds()
         if runner.state in LIVE_STATES and age > conf.get().HEARTBEAT_TIMEOUT:
             return format_html('<strong style="color: #ba2121">{} s (stale)</strong>', round(age))
         return f"{round(age)} s"

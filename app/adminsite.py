@@ -6,7 +6,6 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
 from django.http import HttpRequest, HttpResponse
-from django.utils import timezone
 
 
 class ConductorAdminSite(admin.AdminSite):
@@ -28,13 +27,13 @@ class ConductorAdminSite(admin.AdminSite):
 
 def summary() -> dict[str, int]:
     """Runners up, tasks running, and failures in the last hour: the index's at-a-glance line."""
-    from . import conf
+    from . import conf, dbclock
     from .runnerprocess import RunnerProcess
     from .status import RunStatus
     from .task import Task
     from .taskrun import TaskRun
 
-    now = timezone.now()
+    now = dbclock.now()  # heartbeats and run times are written by the database's clock
     fresh = now - timedelta(seconds=conf.get().HEARTBEAT_TIMEOUT)
     return {
         "runners_up": RunnerProcess.objects.live().filter(heartbeat_at__gte=fresh).count(),

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from . import lists, schedule, stats
+from . import dbclock, lists, schedule, stats
 from .runnerprocess import RunnerProcess
 from .snapshot import epoch, run_state, runner_state, task_state
 from .status import TaskStatus
@@ -105,7 +105,7 @@ def run_detail(request: HttpRequest, pk: int) -> JsonResponse:
 @staff_json
 def runner_detail(request: HttpRequest, worker_id: str) -> JsonResponse:
     runner = get_object_or_404(RunnerProcess, worker_id=worker_id)
-    return JsonResponse({**runner_state(runner), "threads_state": runner.threads_state})
+    return JsonResponse({**runner_state(runner, dbclock.now()), "threads_state": runner.threads_state})
 
 
 @staff_json

@@ -10,9 +10,8 @@ import socket
 from typing import Any
 
 from django.db import connection
-from django.utils import timezone
 
-from . import conf, livelayer
+from . import conf, dbclock, livelayer
 from .runnerprocess import RunnerProcess
 
 #: Seconds the channel layer gets to answer a probe.
@@ -53,7 +52,7 @@ def _runner() -> dict[str, Any]:
     mine = RunnerProcess.objects.live().filter(host=socket.gethostname(), pid=os.getpid()).first()
     if mine is None:
         return _failed("this process serves a runner that has not signed in")
-    age = (timezone.now() - mine.heartbeat_at).total_seconds()
+    age = (dbclock.now() - mine.heartbeat_at).total_seconds()  # written by the database's clock
     if age > timeout or mine.degraded:
         return _failed(mine.degraded or f"last heartbeat {age:.1f} s ago (timeout {timeout:g} s)")
     return _ok(f"{mine.worker_id}: heartbeat {age:.1f} s ago")

@@ -10,11 +10,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
-from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from . import conf, events
+from . import conf, dbclock, events
 from .runnerprocess import RunnerProcess
 from .status import TaskStatus
 from .task import Task
@@ -83,9 +82,8 @@ def queue_depth() -> GaugeMetricFamily:
         "Tasks by queue: due now, waiting (due or not), running.",
         labels=["queue", "state"],
     )
-    now = timezone.now()
     rows = Task.objects.values("queue").annotate(
-        due=Count("id", filter=Q(status=TaskStatus.WAITING, paused=False, next_run__lte=now)),
+        due=Count("id", filter=Q(status=TaskStatus.WAITING, paused=False, next_run__lte=dbclock.Now())),
         waiting=Count("id", filter=Q(status=TaskStatus.WAITING)),
         running=Count("id", filter=Q(status=TaskStatus.RUNNING)),
     )
@@ -96,7 +94,7 @@ def queue_depth() -> GaugeMetricFamily:
 
 
 def runners_alive() -> GaugeMetricFamily:
-    fresh = timezone.now() - timedelta(seconds=conf.get().HEARTBEAT_TIMEOUT)
+    fresh = dbclock.Now(minus=conf.get().HEARTBEAT_TIMEOUT)  # heartbeats are the database's time
     alive = RunnerProcess.objects.live().filter(heartbeat_at__gte=fresh).count()
     return GaugeMetricFamily("conductor_runners_alive", "Runners whose heartbeat is fresh.", value=alive)
 
