@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--sort", default="tottime", help="a pstats sort key: tottime, cumulative, ...")
     parser.add_argument("--lines", type=int, default=30)
+    parser.add_argument("--callers", help="also print who calls the functions matching this pattern")
     options = parser.parse_args()
 
     from app.runner import Runner, RunnerOptions
@@ -41,7 +42,10 @@ def main() -> None:
     wall = time.perf_counter() - started
     runs = TaskRun.objects.count()
     print(f"{runs:,} runs in {wall:.2f} s under cProfile ({runs / wall:,.0f} runs/s; slower than unprofiled)")
-    pstats.Stats(profile).sort_stats(options.sort).print_stats(options.lines)
+    stats = pstats.Stats(profile).sort_stats(options.sort)
+    stats.print_stats(options.lines)
+    if options.callers:
+        stats.print_callers(options.callers)
 
 
 if __name__ == "__main__":
