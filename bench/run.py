@@ -84,7 +84,7 @@ MEMORY_TIMEOUT = 1800.0
 MEMORY_POINTS = (10, 50, 90)  # % of the runs done
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 #: What BENCH_ONLY may name, in the order they run.
-SECTIONS = ("drain", "latency", "drift", "memory", "events", "dashboards", "postgres", "peers")
+SECTIONS = ("drain", "latency", "drift", "memory", "events", "dashboards", "browser", "postgres", "peers")
 IN_MEMORY = {"REDIS_URL": ""}  # an empty REDIS_URL: the in-memory channel layer
 
 WORK_DIR = Path(tempfile.mkdtemp(prefix="conductor-bench-"))
@@ -113,7 +113,7 @@ from app.runnerprocess import RunnerProcess  # noqa: E402
 from app.status import RunnerState, RunStatus, TaskStatus  # noqa: E402
 from app.task import Task  # noqa: E402
 from app.taskrun import TaskRun  # noqa: E402
-from bench import live  # noqa: E402
+from bench import browser, live  # noqa: E402
 from bench.common import fail, percentile, say, wait_for  # noqa: E402
 from bench.peers import run as peers  # noqa: E402
 
@@ -639,6 +639,9 @@ def measure(sections: list[str]) -> dict[str, Any]:
                 split[count].append(drain_with_dashboards(n + 1, count, split=True))
         results["dashboards"] = watched
         results["dashboards_split"] = split
+    if "browser" in sections:
+        say(f"Browser: Chromium watching two drains of {browser.BROWSER_DRAIN:,} tasks, runtasks --serve")
+        results["browser"] = browser.browser_drains(sys.modules[__name__])
     if "postgres" in sections:
         results["postgres"] = postgres_rows()
     return results
@@ -762,6 +765,7 @@ def main() -> None:
         "events": event_rows,
         "dashboards": dashboard_rows,
         "dashboards_split": split_dashboard_rows,
+        "browser": browser.browser_rows,
         "postgres": list,
     }
     rows = [row for name, build in builders.items() if name in results for row in build(results[name])]

@@ -1,0 +1,96 @@
+"""``make bench``'s browser section: Debian's Chromium watching the dashboard while 20,000 tasks drain.
+
+A ``runtasks --serve`` (SQLite, 8 threads) serves the dashboard to a logged-in staff page. Twice,
+20,000 no-op tasks are bulk-inserted and drained while the page is open. Measured in the page (FIELD-NOTES
+"Browser tests here"): main-thread long tasks (a ``longtask`` PerformanceObserver), the round trip of a
+trivial ``page.evaluate`` every 100 ms during the drain (it waits for the main thread), and after each
+drain the DOM nodes and the JS heap (``performance.memory``, Chromium with precise memory info).
+"""
+
+import time
+from typing import Any
+
+from bench.common import percentile, say, wait_for
+from bench.live import free_port, port_open, staff_session_key
+
+BROWSER_DRAIN = 20_000
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-sync",
+                 "--disable-component-update", "--no-first-run", "--enable-precise-memory-info"]  # fmt: skip
+WATCH = """() => {
+    window.longTasks = [];
+    new PerformanceObserver((list) => {
+        for (const entry of list.getEntries()) window.longTasks.push(entry.duration);
+    }).observe({ type: "longtask", buffered: true });
+}"""
+STATE = """() => ({ nodes: document.getElementsByTagName("*").length,
+    heap: performance.memory ? performance.memory.usedJSHeapSize : null,
+    longTasks: window.longTasks.splice(0) })"""
+
+
+def browser_drains(bench: Any) -> list[dict[str, Any]]:
+    """Two drains of BROWSER_DRAIN tasks watched by one page; a dict of measurements per drain."""
+    from playwright.sync_api import sync_playwright
+
+    bench.fresh_database()
+    session = staff_session_key("bench-browser")
+    port = free_port()
+    process, log_path = bench.start_runtasks("browser", "--threads", str(bench.THREADS), "--serve",
+                                             f"127.0.0.1:{port}")  # fmt: skip
+    try:
+        wait_for(lambda: port_open(port), 60, "runtasks --serve listening", process, log_path, interval=0.1)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            context = browser.new_context()
+            context.add_cookies([{"name": "sessionid", "value": session, "url": f"http://127.0.0.1:{port}"}])
+            page = context.new_page()
+            page.goto(f"http://127.0.0.1:{port}/dashboard/")
+            page.evaluate(WATCH)
+            page.wait_for_selector('[data-testid="conn-status"][data-state="live"]', timeout=60_000)
+            drains = [watch_drain(bench, page, n + 1) for n in range(2)]
+            browser.close()
+    finally:
+        bench.stop(process, log_path)
+    return drains
+
+
+def watch_drain(bench: Any, page: Any, round_no: int) -> dict[str, Any]:
+    from app.status import TaskStatus
+    from app.task import Task
+
+    page.evaluate(STATE)  # forget what came before this drain
+    bench.insert_noop_tasks(BROWSER_DRAIN, chunk=2_000)
+    trips, started = [], time.monotonic()
+    while Task.objects.filter(status__in=[TaskStatus.WAITING, TaskStatus.RUNNING]).exists():
+        sent = time.perf_counter()
+        page.evaluate("() => 1")
+        trips.append((time.perf_counter() - sent) * 1000)
+        time.sleep(0.1)  # the sampling period of the round trip, not a synchronisation
+    page.wait_for_timeout(1000)  # the page settles on its last frame
+    state = page.evaluate(STATE)
+    result = {"drain_s": time.monotonic() - started, "trips": sorted(trips), **state}
+    longest = max(state["longTasks"], default=0)
+    say(f"  browser drain {round_no}: {BROWSER_DRAIN:,} tasks in {result['drain_s']:.1f} s; longest "
+        f"main-thread task {longest:.0f} ms; round trip p50 {percentile(result['trips'], 50):.0f} ms, max "
+        f"{result['trips'][-1]:.0f} ms; {state['nodes']:,} DOM nodes")  # fmt: skip
+    Task.objects.all().delete()
+    return result
+
+
+def browser_rows(drains: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    rows = []
+    for n, drain in enumerate(drains, 1):
+        long_tasks = drain["longTasks"]
+        heap = f"{drain['heap'] / 2**20:.1f} MB" if drain["heap"] else "n/a"
+        rows += [
+            (f"browser drain {n}: longest main-thread task", f"{max(long_tasks, default=0):.0f} ms",
+             f"{len(long_tasks)} over 50 ms, {sum(long_tasks) / 1000:.1f} s in all; target: none over 50 ms"),
+            (f"browser drain {n}: round trip p50 / max", f"{percentile(drain['trips'], 50):.0f} / "
+             f"{drain['trips'][-1]:.0f} ms", f"{len(drain['trips'])} samples; target under 100 ms"),
+            (f"browser drain {n}: DOM nodes / JS heap after", f"{drain['nodes']:,} / {heap}",
+             f"{BROWSER_DRAIN:,} tasks in {drain['drain_s']:.1f} s; targets: DOM under 5,000, heap flat"),
+        ]  # fmt: skip
+    if len(drains) == 2 and all(d["heap"] for d in drains):
+        growth = (drains[1]["heap"] - drains[0]["heap"]) / 2**20
+        rows.append(("browser: heap growth, drain 2 - drain 1", f"{growth:+.1f} MB", "flat is the target"))
+    return rows
