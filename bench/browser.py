@@ -7,6 +7,7 @@ trivial ``page.evaluate`` every 100 ms during the drain (it waits for the main t
 drain the DOM nodes and the JS heap (``performance.memory``, Chromium with precise memory info).
 """
 
+import os
 import time
 from typing import Any
 
@@ -32,6 +33,8 @@ def browser_drains(bench: Any) -> list[dict[str, Any]]:
     """Two drains of BROWSER_DRAIN tasks watched by one page; a dict of measurements per drain."""
     from playwright.sync_api import sync_playwright
 
+    # Playwright's sync API keeps an event loop in this thread; the bench's ORM calls are plain sync ones.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     bench.fresh_database()
     session = staff_session_key("bench-browser")
     port = free_port()
