@@ -5,6 +5,7 @@ here; the main thread alone acts on them. ``SimpleQueue.put`` is reentrant, so a
 """
 
 import queue
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,13 @@ class DatabaseAnswers:
 Message = RunEnded | StopRequested | WakeUp | DashboardCommand | LayerHealth | DatabaseAnswers
 
 
+#: Longest single wait on the queue. A signal that the kernel delivers to another thread (a worker asleep
+#: in C, say) does not wake the main thread's wait; Python runs its handler, which puts StopRequested
+#: here, only once that wait returns. Waiting in slices bounds how late a Ctrl-C is seen, for about
+#: a millisecond of CPU per idle minute.
+SIGNAL_SLICE = 0.5
+
+
 class Inbox:
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[Message] = queue.SimpleQueue()
@@ -60,12 +68,24 @@ class Inbox:
 
     def receive(self, timeout: float) -> list[Message]:
         """Every message there is, waiting up to ``timeout`` seconds for the first (0: none)."""
-        try:
-            messages = [self._queue.get(timeout=timeout)] if timeout > 0 else [self._queue.get_nowait()]
-        except queue.Empty:
+        first = self._first(timeout)
+        if first is None:
             return []
+        messages = [first]
         while True:
             try:
                 messages.append(self._queue.get_nowait())
             except queue.Empty:
                 return messages
+
+    def _first(self, timeout: float) -> Message | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0:
+                    return self._queue.get_nowait()
+                return self._queue.get(timeout=min(remaining, SIGNAL_SLICE))
+            except queue.Empty:
+                if remaining <= SIGNAL_SLICE:
+                    return None

@@ -232,9 +232,11 @@ class Runner:
         """When the database is next wanted: the backoff's next try, while it cannot be reached."""
         if self._database.failing:
             return [self._database.retry_at]
-        wake_at = [self._next_poll, self._heartbeats.next_at]
-        if self._next_due is not None:
-            wake_at.append(self._next_due)
+        wake_at = [self._heartbeats.next_at]
+        if not self._stop_requests:  # a stopping runner claims nothing: its poll and due times are past
+            wake_at.append(self._next_poll)
+            if self._next_due is not None:
+                wake_at.append(self._next_due)
         if self._outcomes:
             wake_at.append(self._outcomes.record_by)
         return wake_at

@@ -80,6 +80,9 @@ def test_repeat_ctrl_c(start_runtasks):
     wait_until(lambda: running(result), timeout=STARTUP)
     assert result.worker_ids == ["worker"]
     process.send(signal.SIGINT)
+    # As a person presses Ctrl-C again: once the first is seen. Two signals a few ms apart can be merged
+    # into one by the time Python runs its handler (POSIX keeps one pending signal of a kind).
+    wait_until(lambda: "stopping:" in process.log(), timeout=STARTUP)
     assert process.check_alive()
     assert running(result)
     process.send(signal.SIGINT)
