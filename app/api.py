@@ -17,7 +17,7 @@ from . import dbclock, lists, schedule, stats
 from .runnerprocess import RunnerProcess
 from .snapshot import epoch, run_state, runner_state, task_state
 from .status import TaskStatus
-from .task import Task
+from .task import PROTECTED_FIELDS, Task
 from .taskrun import TaskRun
 
 VIEW_PERMISSION = "conductor.view_task"
@@ -80,9 +80,11 @@ def task_detail(request: HttpRequest, task_id: str) -> JsonResponse:
     })  # fmt: skip
 
 
-DEFINITION_FIELDS = ("args_in", "loop", "interval", "cron", "timezone", "run_in", "kill_time", "db_use",
-                     "start_at", "expires_at", "max_runs", "catch_up", "max_attempts", "retry_delay",
-                     "retry_delay_max", "isolation", "priority", "queue")  # fmt: skip
+#: The definition as the model has it, less what the task's state already shows (name, func) and the
+#: fields only a permission may set, which viewers do not need.
+DEFINITION_FIELDS = [
+    name for name in Task.definition_fields() if name not in {"name", "func", *PROTECTED_FIELDS}
+]
 
 
 def _plain(value: Any) -> Any:

@@ -50,6 +50,12 @@ def runner_group(worker_id: str) -> str:
     return "conductor.runner." + hashlib.sha1(worker_id.encode()).hexdigest()[:24]
 
 
+def encode_frame(live: list[dict], source: str, seq: int) -> str:
+    """A browser ``events`` message as JSON text, encoded once for every page that gets it."""
+    page = {"type": "events", "events": live, "source": source, "seq": seq}
+    return json.dumps(page, default=str, ensure_ascii=False, separators=(",", ":"))
+
+
 class ChannelBridge:
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None, layer: Any = None) -> None:
         self.layer = layer or get_channel_layer()
@@ -174,8 +180,7 @@ class ChannelBridge:
     async def _send_page(self, live: list[dict]) -> None:
         # The page's frame, encoded once here and sent once to each web process (app/fanout.py), which
         # hands it to its pages as is.
-        page = {"type": "events", "events": live, "source": self.source, "seq": self._sequence + 1}
-        frame = json.dumps(page, default=str, ensure_ascii=False, separators=(",", ":"))
+        frame = encode_frame(live, self.source, self._sequence + 1)
         if len(frame) > MAX_FRAME and len(live) > 1:
             half = len(live) // 2
             await self._send_page(live[:half])
@@ -256,9 +261,7 @@ class WebFrames:
             return
         with self._lock:
             self._sequence += 1
-            page = {"type": "events", "events": [page_event(event)], "source": self.source,
-                    "seq": self._sequence}  # fmt: skip
-        frame = json.dumps(page, default=str, ensure_ascii=False, separators=(",", ":"))
+            frame = encode_frame([page_event(event)], self.source, self._sequence)
         try:
             async_to_sync(layer.group_send)(FEED_GROUP, {"type": "conductor.events", "frame": frame})
         except Exception:  # the page resyncs from the database at its next snapshot
