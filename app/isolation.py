@@ -46,11 +46,15 @@ def execute_in_process(task: Any, context: TaskContext, on_chunk: Any) -> Outcom
     with tempfile.TemporaryDirectory(prefix=orphans.folder_prefix(), ignore_cleanup_errors=True) as folder:
         result_path = Path(folder) / "result.json"
         child, lifeline = _start_child(task, context, result_path)
-        with child.stdout, lifeline:  # closed however the wait ends, interrupts included
-            reader = threading.Thread(target=_relay, args=(child.stdout, log, context), daemon=True)
-            reader.start()
-            status, error = _supervise(child, task, context)
-            reader.join(timeout=5)
+        try:  # an interrupt may land anywhere from here, even while the relay thread starts
+            with child.stdout, lifeline:  # closed however the wait ends, interrupts included
+                reader = threading.Thread(target=_relay, args=(child.stdout, log, context), daemon=True)
+                reader.start()
+                status, error = _supervise(child, task, context)
+                reader.join(timeout=5)
+        except BaseException:
+            _kill(child)  # the thread itself is being interrupted: never leave the child behind
+            raise
         log.flush_live()
         output = None
         if status is None:
@@ -159,31 +163,24 @@ def _supervise(child: subprocess.Popen, task: Any, context: TaskContext) -> tupl
     """
     deadline = time.monotonic() + task.kill_time if task.kill_time else None
     asked = False
-    try:
-        while True:
-            try:
-                child.wait(timeout=0.05)
-                return None, ""
-            except subprocess.TimeoutExpired:
-                pass
-            if context.cancelled:
-                _end(child)
-                return (
-                    RunStatus.CANCELLED,
-                    "The child process was stopped on request: the run was cancelled.\n",
-                )
-            if context.stop_requested and not asked:
-                asked = True
-                if _takes_context(task):
-                    _signal(child, signal.SIGTERM)
-            if deadline is not None and time.monotonic() >= deadline:
-                _kill(child)
-                return RunStatus.TIMED_OUT, (
-                    f"TimeLimitExceeded: the child process was killed at kill_time={task.kill_time} s\n"
-                )
-    except BaseException:
-        _kill(child)  # the thread itself is being interrupted: never leave the child behind
-        raise
+    while True:
+        try:
+            child.wait(timeout=0.05)
+            return None, ""
+        except subprocess.TimeoutExpired:
+            pass
+        if context.cancelled:
+            _end(child)
+            return RunStatus.CANCELLED, "The child process was stopped on request: the run was cancelled.\n"
+        if context.stop_requested and not asked:
+            asked = True
+            if _takes_context(task):
+                _signal(child, signal.SIGTERM)
+        if deadline is not None and time.monotonic() >= deadline:
+            _kill(child)
+            return RunStatus.TIMED_OUT, (
+                f"TimeLimitExceeded: the child process was killed at kill_time={task.kill_time} s\n"
+            )
 
 
 def _takes_context(task: Any) -> bool:
