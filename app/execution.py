@@ -90,7 +90,7 @@ def run_at_once(task: Any) -> Any:
 def call(func: Callable[..., Any], kwargs: dict[str, Any], interrupts: Interrupts) -> Any:
     """``func(**kwargs)``, awaited when it returns an awaitable (``async def`` or not)."""
     result = func(**kwargs)
-    if inspect.isawaitable(result):
+    if result is not None and inspect.isawaitable(result):  # None, most tasks' result, skips an ABC check
         return coroutines.run(result, interrupts)
     return result
 
