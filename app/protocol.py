@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 #: The protocol's version, sent in every snapshot. 2: messages are validated strictly, and the close
-#: code 4001 (signed out).
-VERSION = 2
+#: code 4001 (signed out). 3: whole-number fields refuse fractions.
+VERSION = 3
 #: The socket closes with this code when its session ends (logout, password change, deactivation,
 #: staff status taken away): logging in again helps.
 CLOSE_SIGNED_OUT = 4001
@@ -28,7 +28,7 @@ MAX_SECONDS = 10 * 366 * 24 * 3600  # ten years: beyond any schedule, far below 
 MAX_ARGS = 16 * 1024  # characters of JSON in a created task's arguments
 MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime holds
 
-KINDS = ("id", "number", "string", "boolean", "object")
+KINDS = ("id", "integer", "number", "string", "boolean", "object")
 
 
 class Refused(Exception):
@@ -54,7 +54,7 @@ class Field:
         """The limits in words, as docs/protocol.md's table gives them."""
         if self.kind == "id":
             return f"1 to {MAX_ID}"
-        if self.kind == "number":
+        if self.kind in ("integer", "number"):
             low = f"above {_number(self.above)}," if self.above is not None else f"{_number(self.minimum)}"
             return f"{low} {'at most' if self.above is not None else 'to'} {_number(self.maximum)}"
         if self.kind == "string":
@@ -66,6 +66,7 @@ class Field:
     def expects(self) -> str:
         return {
             "id": f"an id (a whole number from {self.limits()})",
+            "integer": f"a whole number (JSON, not a string or a fraction), {self.limits()}",
             "number": f"a number (JSON, not a string), {self.limits()}",
             "string": f"a string of {self.limits()}",
             "boolean": "true or false",
@@ -79,6 +80,8 @@ class Field:
             return False
         if self.kind == "id":
             return isinstance(value, int) and 1 <= value <= MAX_ID
+        if self.kind == "integer":
+            return isinstance(value, int) and self._in_range(value)
         if self.kind == "number":
             return isinstance(value, int | float) and self._in_range(value)
         if self.kind == "string":
@@ -141,7 +144,7 @@ def _field_for(column: Any) -> Field:
         return SECONDS if kind == "FloatField" else Field("number", minimum=0, maximum=MAX_EPOCH)
     if kind.endswith("IntegerField"):
         low = 0 if kind.startswith("Positive") else -MAX_INTEGER - 1
-        return Field("number", minimum=low, maximum=MAX_INTEGER)
+        return Field("integer", minimum=low, maximum=MAX_INTEGER)
     return Field("string", maximum=column.max_length)
 
 

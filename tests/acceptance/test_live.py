@@ -126,7 +126,7 @@ def test_through_redis_a_dashboard_sees_a_task_go_waiting_running_finished(redis
     dashboard = open_dashboard(web.port)
 
     snapshot = dashboard.snapshot()
-    assert snapshot["protocol"] == 2
+    assert snapshot["protocol"] == 3
     assert snapshot["live"] == {"ok": True, "reason": ""}
     assert snapshot["user"]["can_add"] is True
     assert [(r["worker_id"], r["state"]) for r in snapshot["runners"]] == [("far", RunnerState.RUNNING)]

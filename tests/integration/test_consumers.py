@@ -181,7 +181,7 @@ async def test_staff_gets_a_snapshot_that_matches_the_database():
     async with dashboard(user) as page:
         snapshot = page.snapshot
         await still_open(page)
-    assert snapshot["protocol"] == protocol.VERSION == 2
+    assert snapshot["protocol"] == protocol.VERSION == 3
     assert abs(snapshot["at"] - timezone.now().timestamp()) < 30
     assert snapshot["user"] == {"name": "editor", "can_change": True, "can_add": True}
     # The in-memory layer cannot carry another process's runner events: the page is told so, and why.
@@ -973,13 +973,14 @@ JSON_VALUES = {
 }
 ACCEPTED = {
     "id": {"whole number"},
+    "integer": {"whole number"},
     "number": {"whole number", "fraction"},
     "string": {"string"},
     "boolean": {"true", "false"},
     "object": {"object"},
 }
 #: A valid value of each kind, for the fields beside the one under test.
-VALID = {"id": 1, "number": 1, "string": "tests.functions.add", "boolean": False, "object": {"a": 1}}
+VALID = {"id": 1, "integer": 1, "number": 1, "string": "tests.functions.add", "boolean": False, "object": {"a": 1}}
 FIELDS = [
     pytest.param(kind, name, id=f"{kind}.{name}")
     for kind, command in protocol.COMMANDS.items()
@@ -1003,6 +1004,8 @@ def out_of_range(declaration: protocol.Field) -> list[Any]:
     if declaration.kind == "number":
         low = [declaration.above] if declaration.above is not None else [declaration.minimum - 0.001]
         return [*low, declaration.maximum + 0.001, declaration.maximum * 2]
+    if declaration.kind == "integer":
+        return [declaration.minimum - 1, declaration.maximum + 1]
     if declaration.kind == "string":
         return ["x" * (declaration.maximum + 1), *([""] if declaration.min_length else [])]
     if declaration.kind == "object":
@@ -1076,6 +1079,20 @@ async def test_the_coercions_of_protocol_1_are_refused():
         ({**create, "args_in": "{}"}, "args_in"),
     ])  # fmt: skip
     assert errors[0] == 'name: expects a string of 1 to 200 characters; got {"a": 1}.'
+
+
+async def test_a_fraction_for_a_whole_number_field_is_refused_not_cut():
+    """Version 2 stored priority 1.5 as 1 and max_runs 2.7 as 2 (issue 14)."""
+    create = {"type": "create", "func": "tests.functions.noop"}
+    errors = await refused_changing_nothing([
+        ({**create, "priority": 1.5}, "priority"),
+        ({**create, "max_runs": 2.7}, "max_runs"),
+        ({**create, "max_attempts": 2.5}, "max_attempts"),
+    ])  # fmt: skip
+    assert errors[0] == (
+        "priority: expects a whole number (JSON, not a string or a fraction), "
+        "-2147483648 to 2147483647; got 1.5."
+    )
 
 
 async def test_a_number_too_large_for_a_float_is_refused():

@@ -72,7 +72,7 @@ def test_every_field_is_of_a_known_kind_with_its_limits():
     for command in COMMANDS.values():
         for declaration in command.fields.values():
             assert declaration.kind in protocol.KINDS
-            if declaration.kind in ("number", "string", "object"):
+            if declaration.kind in ("integer", "number", "string", "object"):
                 assert declaration.maximum is not None  # every size is bounded
 
 
@@ -102,6 +102,7 @@ def test_a_complete_valid_create_passes():
             [-0.001, 10.001, 2**1100, float("inf"), False, "5"],
         ),
         (Field("number", above=0, maximum=10), [0.001, 10], [0, -1, 11]),
+        (Field("integer", minimum=-2, maximum=10), [-2, 0, 10], [1.5, 1.0, -3, 11, True, "5", None]),
         (Field("string", min_length=1, maximum=3), ["a", "abc", "ééé"], ["", "abcd", 1, None]),
         (Field("boolean"), [True, False], [0, 1, "true", None]),
         (Field("object", maximum=9), [{}, {"a": 123}], [{"a": 1234}, [], "{}", None]),  # {"a":123}: 9

@@ -195,7 +195,7 @@ def test_build_snapshot_shape_for_an_empty_database():
         "type", "protocol", "at", "live", "user", "functions", "runners", "threads", "tasks", "runs",
     }  # fmt: skip
     assert result["type"] == "snapshot"
-    assert result["protocol"] == 2  # docs/protocol.md: version 2
+    assert result["protocol"] == 3  # docs/protocol.md: version 3
     assert set(result["live"]) == {"ok", "reason"}
     assert result["user"] == {"name": "", "can_change": False, "can_add": False}
     assert (result["runners"], result["threads"], result["tasks"], result["runs"]) == ([], [], [], [])
