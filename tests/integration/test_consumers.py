@@ -980,7 +980,14 @@ ACCEPTED = {
     "object": {"object"},
 }
 #: A valid value of each kind, for the fields beside the one under test.
-VALID = {"id": 1, "integer": 1, "number": 1, "string": "tests.functions.add", "boolean": False, "object": {"a": 1}}
+VALID = {
+    "id": 1,
+    "integer": 1,
+    "number": 1,
+    "string": "tests.functions.add",
+    "boolean": False,
+    "object": {"a": 1},
+}
 FIELDS = [
     pytest.param(kind, name, id=f"{kind}.{name}")
     for kind, command in protocol.COMMANDS.items()
