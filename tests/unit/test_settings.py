@@ -239,3 +239,30 @@ def test_the_deploy_docs_placeholder_secret_is_reported(tmp_path):
     assert "(conductor.W003) SECRET_KEY is a well-known placeholder" in said
     assert "(security.W009)" in said
     assert "secrets.token_urlsafe(50)" in said
+
+
+SECURE_REQUEST = """
+import django
+django.setup()
+from django.test import Client
+response = Client().get("/admin/login/", HTTP_HOST="conductor.example.com", HTTP_X_FORWARDED_PROTO="{proto}")
+print(response.status_code, response.headers.get("Strict-Transport-Security"),
+      response.cookies["csrftoken"]["secure"])
+"""
+
+
+@pytest.mark.parametrize(
+    ("proto", "expected"),
+    [
+        ("https", "200 max-age=31536000; includeSubDomains True"),
+        ("http", "200 None True"),  # no HSTS over plain HTTP (RFC 6797), the cookie still Secure
+    ],
+)
+def test_behind_the_tls_proxy_pages_carry_hsts_and_secure_cookies(tmp_path, proto, expected):
+    env = deploy_env(tmp_path, DJANGO_SECRET_KEY=secrets.token_urlsafe(50), DATABASE_URL="sqlite://:memory:",
+                     REDIS_URL="", DJANGO_SETTINGS_MODULE="server.settings")  # fmt: skip
+    code = SECURE_REQUEST.format(proto=proto)
+    answered = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True,
+                              text=True, timeout=SUBPROCESS_TIMEOUT)  # fmt: skip
+    assert answered.returncode == 0, answered.stderr
+    assert answered.stdout.strip() == expected
