@@ -319,6 +319,7 @@ class Runner:
         logger.warning("Runner %s: no heartbeat got through for too long; %d runs claimed ahead given back "
                        "unstarted", self.worker_id, len(dropped))  # fmt: skip
         self._heartbeats.next_at = 0.0
+        self._nothing_due = False  # what it gave back is due again: --once must not end before it looks
 
     def _when_next_due(self) -> float | None:
         """The monotonic time the next waiting task falls due (by the database's clock), if in the future."""

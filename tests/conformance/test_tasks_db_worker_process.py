@@ -14,6 +14,8 @@ import pytest
 from django.tasks import TaskResultStatus
 
 from app.execution import RunInterrupted
+from app.task import Task
+from app.taskrun import TaskRun
 from tests.acceptance.conftest import RuntasksProcess
 from tests.conformance import tasks as test_tasks
 from tests.conformance.helpers import refreshed
@@ -28,6 +30,15 @@ MODULES = {"CONDUCTOR_TASK_MODULES": "tests.functions,tests.conformance.tasks"}
 
 def start_worker(start_runtasks: Any, *args: str, worker_id: str = "worker") -> RuntasksProcess:
     return start_runtasks("--worker-id", worker_id, "--poll", "0.2", *args, env=MODULES)
+
+
+def unfinished_story(results: list[Any], processes: list[Any]) -> str:
+    """Why results are unfinished after every worker exited: their tasks' rows, runs and the logs."""
+    ids = [result.id for result in results if not result.is_finished]
+    tasks = Task.objects.filter(task_id__in=ids).values("task_id", "status", "next_run", "attempts")
+    runs = TaskRun.objects.filter(task__task_id__in=ids).values("task__task_id", "status", "runner", "error")
+    logs = "\n".join(f"--- {process!r}\n{process.log()}" for process in processes)
+    return f"unfinished tasks {list(tasks)}\nruns {list(runs)}\n{logs}"
 
 
 def running(result: Any) -> bool:
@@ -127,6 +138,6 @@ def test_multiple_workers(start_runtasks):
     processes = [start_worker(start_runtasks, "--once", worker_id=f"worker{n}") for n in range(3)]
     for process in processes:
         assert process.wait(STARTUP) == 0
-    assert refreshed(*results)
+    assert refreshed(*results), unfinished_story(results, processes)
     assert {result.status for result in results} == {TaskResultStatus.SUCCESSFUL}
     assert all(result.attempts == 1 for result in results)
