@@ -196,6 +196,20 @@ def test_a_runner_with_a_skewed_clock_keeps_every_guarantee(skew, start_runtasks
         assert runner.wait(20) == 0
 
 
+@postgresql_only
+@pytest.mark.parametrize("skew", ["+30s", "-30s"])
+def test_a_task_saved_by_a_skewed_process_is_stamped_by_the_databases_clock(skew, libfaketime, tmp_path):
+    """Pages keep the state with the newest updated_at: one stamped 30 s ahead would hide the runners'."""
+    before = dbclock.now()
+    pk = save_from(skewed(libfaketime, skew), name="stamped", func=JOURNAL,
+                   args_in={"path": str(tmp_path / "journal"), "key": "stamped"})  # fmt: skip
+    after = dbclock.now()
+
+    stored = Task.objects.get(pk=pk)
+    assert before <= stored.created_at <= after, (before, stored.created_at, after)
+    assert stored.updated_at == stored.created_at == stored.next_run
+
+
 def test_a_runner_presumed_dead_starts_none_of_the_runs_it_claimed_ahead(start_runtasks, tmp_path):
     """SIGSTOP a runner holding runs claimed ahead until another recovers them; after SIGCONT it starts
     none of them (they ran elsewhere) and signs in again."""
