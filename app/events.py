@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import conf
+from . import conf, dbclock
 
 logger = logging.getLogger("conductor.events")
 
@@ -68,11 +68,18 @@ class Publisher:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.dropped = 0
+        # Seconds the database's clock is ahead of this process's, as the runner last measured it (its
+        # heartbeats): events carry the database's time, which pages compare with heartbeats and snapshots.
+        self.clock_offset = 0.0
+
+    def database_time(self, local: float | None = None) -> float:
+        """A ``time.time()`` value of this process (default: now) as the database's clock shows it."""
+        return (time.time() if local is None else local) + self.clock_offset
 
     def publish(self, kind: str, **data: Any) -> None:
         self._ensure_pump()
         try:
-            self._queue.put_nowait({"type": kind, "at": time.time(), **data})
+            self._queue.put_nowait({"type": kind, "at": self.database_time(), **data})
         except queue.Full:
             self.dropped += 1
 
@@ -153,6 +160,16 @@ def publish(kind: str, **data: Any) -> None:
     publisher.publish(kind, **data)
 
 
+def set_clock_offset(offset: float) -> None:
+    """The runner's measured offset from the database's clock, which its events' times are shifted by."""
+    publisher.clock_offset = offset
+
+
+def database_time(local: float | None = None) -> float:
+    """This process's ``time.time()`` (default: now) by the database's clock, as last measured."""
+    return publisher.database_time(local)
+
+
 #: Where a web process's own state changes go at once (app/bridge.py's ``send_now``, installed at start-up).
 _immediate_sinks: list[Callable[[Event], None]] = []
 
@@ -168,7 +185,9 @@ def publish_now(kind: str, **data: Any) -> None:
     The same seam as ``publish``, but delivered before the action returns, so its reply never overtakes
     its news: the sinks send it to pages the way a runner's bridge sends runners' events.
     """
-    event: Event = {"type": kind, "at": time.time(), **data}
+    # A web process measures no offset (it does not heartbeat): it reads the database's clock, once per
+    # action, so its news is timed like the runners' whatever its own clock says.
+    event: Event = {"type": kind, "at": dbclock.now().timestamp(), **data}
     logger.debug("%s %s", kind, event, extra={"event": event})
     for sink in _immediate_sinks:
         sink(event)

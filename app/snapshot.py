@@ -13,7 +13,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from . import dbclock, livelayer, protocol, registry
+from . import conf, dbclock, events, livelayer, protocol, registry
 from .context import CONTEXT_PARAMETER
 from .livelayer import layer_reaches_other_processes
 
@@ -128,8 +128,9 @@ def run_outcome_state(run: Any, outcome: Any) -> dict[str, Any]:
         "thread_name": outcome.thread_name,
         "thread_ident": outcome.thread_ident,
         "status": str(outcome.status),
-        "started_at": outcome.started,
-        "finished_at": outcome.finished,
+        # The outcome's times are the runner's clock (this runs in its bridge): pages time by the database's.
+        "started_at": events.database_time(outcome.started),
+        "finished_at": events.database_time(outcome.finished),
         "duration": outcome.duration,
         "output": shorten(outcome.output, 500),
         "error": last_line(outcome.error),
@@ -188,8 +189,7 @@ def build_snapshot(user: Any) -> dict[str, Any]:
     from .task import Task
     from .taskrun import TaskRun
 
-    now = timezone.now()
-    database_now = dbclock.now()  # heartbeats are written by the database's clock
+    database_now = dbclock.now()  # heartbeats, events and the page's clock are the database's time
     runners = list(RunnerProcess.objects.order_by("-heartbeat_at")[:RECENT_RUNNERS])
     live_runners = {r.pk for r in runners if r.state in ("running", "stopping")}
     threads = [
@@ -203,8 +203,9 @@ def build_snapshot(user: Any) -> dict[str, Any]:
     return {
         "type": "snapshot",
         "protocol": protocol.VERSION,
-        "at": now.timestamp(),
+        "at": database_now.timestamp(),
         "live": live_status(),
+        "clock_skew_warning": conf.get().CLOCK_SKEW_WARNING,  # pages mark runners' offsets beyond it
         "user": {
             "name": user.get_username(),
             "can_change": user.has_perm("conductor.change_task"),

@@ -11,6 +11,7 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import models, router, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.db.models.query_utils import DeferredAttribute
+from django.utils.timezone import now as local_now
 
 from . import dbclock, registry, schedule
 from .lease import DB_USE, Lease
@@ -166,8 +167,11 @@ class Task(models.Model):
     fence = models.PositiveBigIntegerField(
         default=0, editable=False, help_text="Bumped by each claim; stale results are refused."
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    # Stamped by save() from the database's clock, not auto_now: pages keep the state with the newest
+    # updated_at, so a web process whose clock is ahead would hide the runners' later updates. The
+    # default (this process's clock) is for rows made without save(), such as bulk_create.
+    created_at = models.DateTimeField(default=local_now, editable=False)
+    updated_at = models.DateTimeField(default=local_now, editable=False)
 
     objects = TaskQuerySet.as_manager()
 
@@ -204,11 +208,17 @@ class Task(models.Model):
             self.full_clean(exclude=["task_id", "next_run"], validate_unique=False)
         self.task_id = self.task_id or uuid.uuid4().hex
         self.loop = self.loop or bool(self.cron)  # a calendar repeats
-        if self.next_run is None:  # a new task, or one whose next run was cleared
-            # run_in counts from the database's clock, which the runners compare next_run with.
-            using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
-            self.next_run = schedule.first_run(self, dbclock.now(using))
+        self._stamp(dbclock.now(kwargs.get("using") or router.db_for_write(type(self), instance=self)))
         super().save(*args, **kwargs)  # on PostgreSQL a trigger wakes the runners (migration 0002)
+
+    def _stamp(self, now: datetime) -> None:
+        """Times of a save, all from one reading of the database's clock, which runners and pages compare
+        them with: run_in counts from it, and updated_at orders this state against the runners'."""
+        if self.next_run is None:  # a new task, or one whose next run was cleared
+            self.next_run = schedule.first_run(self, now)
+        if self._state.adding:
+            self.created_at = now
+        self.updated_at = now
 
     def clean(self) -> None:
         errors = {

@@ -6,6 +6,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from .. import events
 from ..context import TaskContext
 from .workers import RunThread
 
@@ -43,7 +44,7 @@ class ActiveRun:
             "daemon": self.thread.daemon,
             "alive": self.thread.is_alive(),
             "state": self.state,
-            "started_at": time.time() - (time.monotonic() - self.started),
+            "started_at": events.database_time() - (time.monotonic() - self.started),  # as pages time it
             "loop_count": self.task.attempts,
             "progress": self.context.progress,
             "progress_message": self.context.progress_message,

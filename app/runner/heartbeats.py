@@ -73,11 +73,15 @@ class Heartbeats:
             record.revive()
         self.sent_at = sent_at
         self.recover_dead(record)
-        self.publish(events.RUNNER_HEARTBEAT, busy=len(threads_state), threads=threads)
+        # The offset too: pages show it live, not only when it first passes the warning (runner.clock_skew).
+        self.publish(
+            events.RUNNER_HEARTBEAT, busy=len(threads_state), threads=threads, clock_offset=self.offset
+        )
 
     def measure_clock(self) -> None:
         """Measure this process's clock against the database's; warn once when it drifts past the limit."""
         self.offset = dbclock.measure_offset()
+        events.set_clock_offset(self.offset)  # this process's events are timed by the database's clock
         skewed = abs(self.offset) > self.skew_warning
         if skewed and not self.skewed:
             direction = "behind" if self.offset > 0 else "ahead of"

@@ -144,6 +144,7 @@ class Runner:
         once_cutoff: datetime | None = dbclock.now() if self.options.once else None
         self._claimer = Claimer(self.record, self.options.queues, due_by=once_cutoff)
         self._heartbeats.recover_dead(self.record)
+        self._heartbeats.measure_clock()  # before runner.up: its time is the database's, as every event's
         self._pool = WorkerPool(self.options.threads, self._report_done)
         self._watcher = watcher_for_default_database(
             self._wake, wanted=self._wake_wanted, reconnected=lambda: self._inbox.put(DatabaseAnswers())
@@ -500,7 +501,8 @@ class Runner:
         elif command == "stack":
             log = active.context.log.tail(STACK_LOG_TAIL) if active.context.log is not None else ""
             self._reply(message, {"type": "thread.stack", "run": active.run.pk, "thread": active.thread.name,
-                                  "stack": active.stack(), "log": log, "at": time.time()})  # fmt: skip
+                                  "stack": active.stack(), "log": log,
+                                  "at": events.database_time()})  # fmt: skip
 
     def _cancel(self, active: ActiveRun, by: str) -> None:
         """Ask the task to stop; interrupt it if it has not ended after CANCEL_GRACE seconds."""

@@ -25,7 +25,7 @@ function render(page) {
   const { state } = page;
   const now = page.serverNow();
   const second = Math.floor(now);
-  if (changed(drawn, "runners", [state.runners, second])) renderRunners(state.runners.values(), now, page.base);
+  if (changed(drawn, "runners", [state.runners, second])) renderRunners(state.runners.values(), now, page.base, state.clockSkewWarning);
   const quarter = Math.floor(now * CHURN_PER_SECOND);
   if (changed(drawn, "threads", [state.threads, state.stack?.run, quarter])) {
     renderThreads(state.threads.values(), now, { openStack: page.openStack, selectedRun: state.stack?.run, clock: page.clock });

@@ -9,7 +9,7 @@ import { badge, byTestId, el, fill, getJson, setText } from "./lib/dom.js";
 import { duration } from "./lib/format.js";
 import { drawLines } from "./render/charts.js";
 import { wireListControls } from "./render/listcontrols.js";
-import { SILENT_RUNNER_S, renderThreads } from "./render/runners.js";
+import { SILENT_RUNNER_S, renderThreads, showClockOffset } from "./render/runners.js";
 import { renderStack } from "./render/stack.js";
 import { renderRunsPanel } from "./render/tables.js";
 
@@ -40,7 +40,7 @@ function render(page) {
   const runner = currentRunner(state);
   noteHeartbeat(runner);
   setText(byTestId("runner-error"), view.error);
-  if (runner) renderFacts(runner, now);
+  if (runner) renderFacts(runner, now, state.clockSkewWarning);
   const threads = [...state.threads.values()].filter((thread) => thread.runner === workerId);
   renderThreads(threads, now, { openStack: page.openStack, selectedRun: state.stack?.run, clock: page.clock });
   renderStack(state, page.clock);
@@ -51,7 +51,7 @@ function render(page) {
   }
 }
 
-function renderFacts(runner, now) {
+function renderFacts(runner, now, skewWarning) {
   byTestId("runner-head").dataset.state = runner.state;
   fill(byTestId("runner-state"), runner.state, () => [badge(runner.state)]);
   const age = runner.heartbeat_at ? now - runner.heartbeat_at : null;
@@ -59,9 +59,11 @@ function renderFacts(runner, now) {
     ["host", runner.host || "…"], ["pid", runner.pid ?? "…"], ["threads busy", `${runner.busy}/${runner.threads}`],
     ["started", runner.started_at ? new Date(runner.started_at * 1000).toLocaleString() : "—"],
     ["last heartbeat", age === null ? "—" : `${duration(age)} ago${runner.state === "running" && age > SILENT_RUNNER_S ? " (late)" : ""}`],
+    ["clock", ""], // filled below: marked when past the warning
     ["degraded", runner.degraded_reason || "no"], ["heartbeats seen here", String(view.beats.length)],
   ];
   fill(byTestId("runner-facts"), JSON.stringify(facts), () => facts.flatMap(([name, value]) => [el("dt", { text: name }), el("dd", { "data-field": name, text: value })]));
+  showClockOffset(byTestId("runner-facts").querySelector('[data-field="clock"]'), runner.clock_offset, skewWarning);
 }
 
 async function poll(page) {

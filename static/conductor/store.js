@@ -17,6 +17,7 @@ export function initialState(filters = {}) {
   return {
     conn: { state: "connecting", code: null, attempts: 0, retryAt: null },
     skew: 0, // server clock minus ours, in seconds
+    clockSkewWarning: 2, // CLOCK_SKEW_WARNING (the snapshot's): a runner's clock_offset beyond it is marked
     user: { name: "", can_change: false, can_add: false },
     live: { ok: true, reason: "" },
     functions: [],
@@ -68,6 +69,7 @@ function applySnapshot(state, { snapshot, receivedAt }) {
   const next = {
     ...state,
     skew: snapshot.at - receivedAt,
+    clockSkewWarning: snapshot.clock_skew_warning ?? state.clockSkewWarning,
     user: snapshot.user,
     live: snapshot.live,
     functions: snapshot.functions,
@@ -204,7 +206,8 @@ function applyEvents(state, { message }) {
 
 const EVENT_HANDLERS = {
   "runner.up": (d, e) => updateRunner(d, e, { state: "running", threads: e.threads, pid: e.pid, busy: 0, started_at: e.at, heartbeat_at: e.at }),
-  "runner.heartbeat": (d, e) => updateRunner(d, e, { busy: e.busy, threads: e.threads, heartbeat_at: e.at }),
+  "runner.heartbeat": (d, e) => updateRunner(d, e, { busy: e.busy, threads: e.threads, heartbeat_at: e.at, ...offsetOf(e.clock_offset) }),
+  "runner.clock_skew": (d, e) => updateRunner(d, e, offsetOf(e.offset)),
   "runner.stopping": (d, e) => updateRunner(d, e, { state: "stopping" }),
   "runner.down": (d, e) => {
     updateRunner(d, e, { state: "stopped", busy: 0 });
@@ -246,6 +249,9 @@ function updateRunner(draft, event, fields) {
   const base = { worker_id: event.runner, host: "", pid: null, state: "running", threads: 0, busy: 0 };
   draft.map("runners").set(event.runner, { ...base, ...known, ...fields });
 }
+
+// An event without an offset (an older runner's) leaves the one known alone.
+const offsetOf = (offset) => (typeof offset === "number" ? { clock_offset: offset } : {});
 
 function updateThread(draft, run, fields) {
   const thread = draft.state.threads.get(run);

@@ -27,7 +27,15 @@ from app.status import RunStatus, TaskStatus
 from app.task import Task
 from app.taskrun import TaskRun
 from tests import journal_functions
-from tests.acceptance.conftest import REPO_ROOT, RuntasksProcess, runner_env, sqlite_write_lock_free
+from tests.acceptance.conftest import (
+    IN_MEMORY_ENV,
+    REPO_ROOT,
+    RuntasksProcess,
+    free_port,
+    port_open,
+    runner_env,
+    sqlite_write_lock_free,
+)
 from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.django_db(transaction=True)]
@@ -46,6 +54,10 @@ LONG_RUN = 7.0
 WAKE_LATENCY = 0.5
 RUN_IN = 20
 JOURNAL = "tests.journal_functions.clocked"  # registered here by importing journal_functions
+#: How far from the database's time an event may be stamped: a round trip, the offset's error.
+EVENT_TOLERANCE = 1.0
+#: A page asks for snapshots when a running runner's heartbeat is older (static/conductor/render/runners.js).
+SILENT_RUNNER_S = 10
 FLAPPING = ("presumed dead", "Signing in again", "lost its heartbeat")
 
 postgresql_only = pytest.mark.skipif(
@@ -194,6 +206,57 @@ def test_a_runner_with_a_skewed_clock_keeps_every_guarantee(skew, start_runtasks
     for runner in (healthy, off):
         runner.terminate()
         assert runner.wait(20) == 0
+
+
+@postgresql_only
+@pytest.mark.parametrize("skew", ["+30s", "-30s"])
+def test_a_task_saved_by_a_skewed_process_is_stamped_by_the_databases_clock(skew, libfaketime, tmp_path):
+    """Pages keep the state with the newest updated_at: one stamped 30 s ahead would hide the runners'."""
+    before = dbclock.now()
+    pk = save_from(skewed(libfaketime, skew), name="stamped", func=JOURNAL,
+                   args_in={"path": str(tmp_path / "journal"), "key": "stamped"})  # fmt: skip
+    after = dbclock.now()
+
+    stored = Task.objects.get(pk=pk)
+    assert before <= stored.created_at <= after, (before, stored.created_at, after)
+    assert stored.updated_at == stored.created_at == stored.next_run
+
+
+@postgresql_only
+def test_a_skewed_runner_times_its_pages_and_events_by_the_databases_clock(
+    start_runtasks, open_dashboard, libfaketime, tmp_path
+):
+    """A runner 30 s behind serves the dashboard itself: its snapshot, its events (heartbeats, a run's)
+    and its web side's news (a task created from the page) are all the database's time, so a page does
+    not show its heartbeats 30 s old (late, and asking for snapshots all the time)."""
+    port = free_port()
+    since = dbclock.now().timestamp() - EVENT_TOLERANCE
+    runner = start_runtasks("--serve", f"127.0.0.1:{port}", "--poll", "0.2", "--worker-id", "behind",
+                            env={**CLOCKS, **IN_MEMORY_ENV, **skewed(libfaketime, "-30s")})  # fmt: skip
+    wait_until(lambda: runner.is_up() and port_open(port), STARTUP)
+    dashboard = open_dashboard(port)
+    snapshot = dashboard.snapshot()
+    assert since <= snapshot["at"] <= dbclock.now().timestamp() + EVENT_TOLERANCE
+    assert [(r["worker_id"], round(r["clock_offset"])) for r in snapshot["runners"]] == [("behind", 30)]
+
+    args = {"path": str(tmp_path / "journal"), "key": "page", "seconds": 0.2}
+    dashboard.send({"type": "create", "id": "c1", "func": JOURNAL, "args_in": args})
+    done = dashboard.wait_for_event(lambda e: e["type"] == "task.finished", "task.finished")
+    dashboard.wait_for_event(
+        lambda e: e["type"] == "runner.heartbeat" and e["at"] > done["at"], "a heartbeat"
+    )
+    until = dbclock.now().timestamp() + EVENT_TOLERANCE
+
+    kinds = {e["type"] for e in dashboard.events}
+    assert {"runner.heartbeat", "task.changed", "task.claimed", "thread.started", "task.finished"} <= kinds
+    late = [(e["type"], until - e["at"]) for e in dashboard.events if not since <= e["at"] <= until]
+    assert not late, f"events not timed by the database's clock (seconds before now): {late}"
+    times = done["run_state"]["started_at"], done["run_state"]["finished_at"]
+    assert all(since <= at <= until for at in times), (since, times, until)
+    heartbeat = max(e["at"] for e in dashboard.events if e["type"] == "runner.heartbeat")
+    assert dbclock.now().timestamp() - heartbeat < SILENT_RUNNER_S  # render/runners.js: not late on the page
+    runner.terminate()
+    assert runner.wait(20) == 0
 
 
 def test_a_runner_presumed_dead_starts_none_of_the_runs_it_claimed_ahead(start_runtasks, tmp_path):

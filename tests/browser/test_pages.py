@@ -2,12 +2,14 @@
 ``runtasks --serve`` (see conftest). Counts, not timings: DOM nodes, rows, runs. Waits are Playwright's
 ``expect`` or a poll with a deadline."""
 
+import re
 import uuid
 
 import pytest
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
+from app.runnerprocess import RunnerProcess
 from app.status import TaskStatus
 from app.task import Task
 from app.taskrun import TaskRun
@@ -221,3 +223,27 @@ def test_the_runner_page_shows_its_threads_runs_and_heartbeats(dashboard_server,
     expect(run_row).to_have_attribute("data-status", "finished")
     admin = page.get_by_test_id("admin-link")
     expect(admin).to_have_attribute("href", f"/admin/conductor/runnerprocess/{run.runner_id}/change/")
+
+
+def test_a_runners_clock_offset_shows_on_the_dashboard_and_its_page_marked_past_the_warning(
+    dashboard_server, open_dashboard
+):
+    # A runner whose clock is 30 s behind records +30 s at each heartbeat. Skew is measured only against
+    # PostgreSQL's clock (on SQLite the one machine's clock is the database's, offset 0), and these tests
+    # run on SQLite: its row is written here as such a runner writes it (tests/acceptance/test_clock_skew.py
+    # measures the real thing under libfaketime).
+    RunnerProcess.objects.create(worker_id="skewed", host="far", pid=1, threads=1, clock_offset=30.04)
+    page = open_dashboard()
+    skewed = page.locator('[data-testid="runner-row"][data-worker-id="skewed"] [data-col="clock"]')
+    expect(skewed).to_have_text("30.0 s behind")
+    expect(skewed).to_have_class(re.compile(r"\bskewed\b"))
+    expect(skewed).to_have_attribute("title", re.compile("CLOCK_SKEW_WARNING"))
+    # The embedded runner measured its offset at its heartbeat: none, and not marked.
+    live = page.locator('[data-testid="runner-row"][data-worker-id="browser-runner"] [data-col="clock"]')
+    expect(live).to_have_text("in step")
+    expect(live).not_to_have_class(re.compile(r"\bskewed\b"))
+
+    page.goto(f"{dashboard_server.url}/dashboard/runners/skewed/")
+    fact = page.locator('[data-testid="runner-facts"] [data-field="clock"]')
+    expect(fact).to_have_text("30.0 s behind")
+    expect(fact).to_have_class(re.compile(r"\bskewed\b"))

@@ -4,6 +4,7 @@ import test from "node:test";
 
 import * as lists from "../../static/conductor/lists.js";
 import { KEEP_RECENT, initialState, reduce } from "../../static/conductor/store.js";
+import { SILENT_RUNNER_S, clockOffsetText, clockSkewed, silentRunner } from "../../static/conductor/render/runners.js";
 
 const task = (id, fields = {}) => ({ id, task_id: `t${id}`, name: `task ${id}`, status: "waiting", paused: false, loop: false, queue: "default", func: "jobs.noop", runner: null, attempts: 0, updated_at: 100, ...fields });
 const runner = { id: 1, worker_id: "r1", host: "h", pid: 9, state: "running", threads: 8, busy: 0, heartbeat_at: 1 };
@@ -112,4 +113,53 @@ test("results of tasks created here are kept, at most twenty", () => {
   assert.equal(state.results.get(50).output, 5);
   for (let run = 100; run < 130; run += 1) state = reduce(state, { type: "task.result", message: { task: 5, run, status: "finished" } });
   assert.equal(state.results.size, 20);
+});
+
+// Clocks: every time the page gets is the database's (docs/protocol.md), and runners' offsets are shown.
+
+test("a snapshot brings the skew warning; runners' offsets come with heartbeats and runner.clock_skew", () => {
+  let state = reduce(initialState(), { type: "snapshot", snapshot: snapshot({ clock_skew_warning: 0.5, runners: [{ ...runner, clock_offset: 0.01 }] }), receivedAt: 990 });
+  assert.equal(state.clockSkewWarning, 0.5);
+  assert.equal(state.runners.get("r1").clock_offset, 0.01);
+
+  state = reduce(state, events([{ type: "runner.clock_skew", at: 1001, runner: "r1", offset: 30.2, limit: 0.5 }]));
+  assert.equal(state.runners.get("r1").clock_offset, 30.2);
+  state = reduce(state, events([{ type: "runner.heartbeat", at: 1002, runner: "r1", busy: 1, threads: 8, clock_offset: 29.9 }]));
+  assert.equal(state.runners.get("r1").clock_offset, 29.9);
+  // A heartbeat without an offset (a runner of an older version) leaves the one known.
+  state = reduce(state, events([{ type: "runner.heartbeat", at: 1003, runner: "r1", busy: 0, threads: 8 }]));
+  assert.equal(state.runners.get("r1").clock_offset, 29.9);
+});
+
+test("a snapshot without the skew warning keeps the default", () => {
+  const state = reduce(initialState(), { type: "snapshot", snapshot: snapshot(), receivedAt: 990 });
+  assert.equal(state.clockSkewWarning, 2);
+});
+
+test("a runner whose clock is 30 s behind is not shown late when its heartbeats carry the database's time", () => {
+  // The browser's clock is 1,000 s behind the database's; the snapshot's "at" is the database's time.
+  const databaseNow = 5000;
+  const browserNow = databaseNow - 1000;
+  let state = reduce(initialState(), { type: "snapshot", snapshot: snapshot({ at: databaseNow, runners: [{ ...runner, heartbeat_at: databaseNow - 1, clock_offset: 30 }] }), receivedAt: browserNow });
+  const pageNow = (browser) => browser + state.skew; // app.js serverNow()
+
+  // The runner stamps its heartbeat with its own time plus its offset: the database's time.
+  state = reduce(state, events([{ type: "runner.heartbeat", at: databaseNow + 4, runner: "r1", busy: 0, threads: 8, clock_offset: 30 }]));
+  assert.equal(silentRunner(state.runners.values(), pageNow(browserNow + 5)), false);
+  // Stamped by its own clock (30 s behind) the same heartbeat would look 31 s old: late, snapshots all the time.
+  const unshifted = reduce(state, events([{ type: "runner.heartbeat", at: databaseNow + 4 - 30, runner: "r1", busy: 0, threads: 8 }]));
+  assert.equal(silentRunner(unshifted.runners.values(), pageNow(browserNow + 5)), true);
+  // And silence is still seen: no heartbeat for longer than SILENT_RUNNER_S by the database's clock.
+  assert.equal(silentRunner(state.runners.values(), pageNow(browserNow + 5 + SILENT_RUNNER_S)), true);
+});
+
+test("a runner's clock offset in words, marked past the warning", () => {
+  assert.equal(clockOffsetText(30.04), "30.0 s behind");
+  assert.equal(clockOffsetText(-2.5), "2.5 s ahead");
+  assert.equal(clockOffsetText(0.0123), "0.012 s behind");
+  assert.equal(clockOffsetText(0), "in step");
+  assert.equal(clockOffsetText(null), "—");
+  assert.equal(clockSkewed(-2.5, 2), true);
+  assert.equal(clockSkewed(1.9, 2), false);
+  assert.equal(clockSkewed(null, 2), false);
 });

@@ -9,7 +9,7 @@ import json
 import pytest
 from django.core.exceptions import ValidationError
 
-from app import actions
+from app import actions, dbclock
 from app.bridge import RUNNERS_GROUP, runner_group
 from app.fanout import FEED_GROUP
 from app.runnerprocess import RunnerProcess
@@ -101,6 +101,15 @@ def test_delete_news_names_only_the_task(listener):
     actions.announce_deleted(41)
     [event] = news(listener, feed)
     assert (event["type"], event["task"]) == ("task.deleted", 41)
+
+
+def test_a_web_processs_news_is_timed_by_the_databases_clock(listener):
+    feed = listener.join(FEED_GROUP)
+    before = dbclock.now().timestamp()
+    actions.announce_deleted(41)
+    after = dbclock.now().timestamp()
+    [event] = news(listener, feed)
+    assert before <= event["at"] <= after  # as the runners' events and the snapshot's "at" are
 
 
 def test_cancel_goes_to_the_runner_that_runs_the_run_and_others_are_refused(listener):

@@ -2,6 +2,7 @@
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -154,6 +155,21 @@ def test_events_carry_type_time_and_data():
     assert event["task_id"] == "t-1"
     assert event["n"] == 3
     assert isinstance(event["at"], float)
+
+
+def test_events_are_timed_by_the_databases_clock_as_the_runner_measured_it():
+    recorder = Recorder()
+    publisher = Publisher(maxsize=10)
+    publisher.subscribe(recorder)
+    publisher.clock_offset = 30.0  # this process's clock is 30 s behind the database's
+
+    before = time.time()
+    publisher.publish("test.event")
+    after = time.time()
+
+    at = recorder.wait_for(lambda e: e["type"] == "test.event", timeout=TIMEOUT)["at"]
+    assert before + 30 <= at <= after + 30
+    assert publisher.database_time(100.0) == 130.0
 
 
 def test_failing_sink_is_logged_and_other_sinks_still_receive(event_log):

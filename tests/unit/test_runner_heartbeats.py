@@ -58,7 +58,20 @@ def test_a_beat_records_the_threads_and_schedules_the_next(published):
     assert RunnerProcess.objects.get(pk=me.pk).busy == 1
     assert not beats.due(NOW + 4.9)
     assert beats.due(NOW + 5)
-    assert published.events[-1] == (events.RUNNER_HEARTBEAT, {"busy": 1, "threads": 2})
+    assert published.events[-1] == (
+        events.RUNNER_HEARTBEAT,
+        {"busy": 1, "threads": 2, "clock_offset": beats.offset},
+    )
+
+
+def test_the_offset_measured_at_a_beat_times_this_processs_events(published, monkeypatch):
+    monkeypatch.setattr(events.publisher, "clock_offset", 99.0)  # restored after the test
+    me = sign_in("me", threads=2)
+    beats = heartbeats(published)
+
+    beats.beat(me, [], threads=2, now=NOW)
+
+    assert events.publisher.clock_offset == beats.offset != 99.0
 
 
 def test_a_beat_recovers_a_runner_silent_for_longer_than_the_timeout(published):

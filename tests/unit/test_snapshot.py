@@ -3,6 +3,7 @@
 import re
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 
-from app import events, registry, snapshot
+from app import conf, dbclock, events, registry, snapshot
 from app.context import TaskContext
 from app.lifecycle import Outcome
 from app.runner.activerun import ActiveRun
@@ -91,7 +92,16 @@ def test_a_thread_as_a_runner_describes_it_has_the_documented_fields():
     assert set(active.describe()) | {"runner"} == documented_items()["thread"]
 
 
-def test_run_outcome_state_is_a_run_with_its_log_tail():
+@pytest.fixture
+def runner_clock_behind() -> Iterator[float]:
+    """This process's events timed as by a runner whose clock is 10 s behind the database's."""
+    before = events.publisher.clock_offset
+    events.set_clock_offset(10.0)
+    yield 10.0
+    events.set_clock_offset(before)
+
+
+def test_run_outcome_state_is_a_run_with_its_log_tail(runner_clock_behind):
     run = TaskRun(pk=5, task=a_task(), status=RunStatus.RUNNING)
     outcome = Outcome(
         RunStatus.FAILED, 100.0, 102.5, output=None, error="Traceback\nValueError: no", log="x" * 5000,
@@ -100,7 +110,8 @@ def test_run_outcome_state_is_a_run_with_its_log_tail():
     state = run_outcome_state(run, outcome)
     assert set(state) == documented_items()["run"] | {"log_tail"}
     assert state["status"] == "failed"
-    assert (state["started_at"], state["finished_at"], state["duration"]) == (100.0, 102.5, 2.5)
+    # The outcome's times are the runner's clock; the page's are the database's.
+    assert (state["started_at"], state["finished_at"], state["duration"]) == (110.0, 112.5, 2.5)
     assert state["error"] == "ValueError: no"
     assert state["log_tail"] == "x" * 2000
     assert (state["thread_name"], state["thread_ident"], state["progress"]) == ("nightly#5", 77, 0.5)
@@ -192,7 +203,8 @@ def test_live_status(monkeypatch):
 def test_build_snapshot_shape_for_an_empty_database():
     result = build_snapshot(AnonymousUser())
     assert set(result) == {
-        "type", "protocol", "at", "live", "user", "functions", "runners", "threads", "tasks", "runs",
+        "type", "protocol", "at", "live", "clock_skew_warning", "user", "functions", "runners", "threads",
+        "tasks", "runs",
     }  # fmt: skip
     assert result["type"] == "snapshot"
     assert result["protocol"] == 3  # docs/protocol.md: version 3
@@ -201,6 +213,14 @@ def test_build_snapshot_shape_for_an_empty_database():
     assert (result["runners"], result["threads"], result["tasks"], result["runs"]) == ([], [], [], [])
     assert [f["path"] for f in result["functions"]] == registry.names()
     assert all(set(f) == {"path", "signature", "doc"} for f in result["functions"])
+
+
+@pytest.mark.django_db
+def test_a_snapshot_is_timed_by_the_databases_clock_and_says_the_skew_warning():
+    before = dbclock.now().timestamp()
+    result = build_snapshot(AnonymousUser())
+    assert before <= result["at"] <= dbclock.now().timestamp()  # the page's clock: heartbeats' and events'
+    assert result["clock_skew_warning"] == conf.get().CLOCK_SKEW_WARNING
 
 
 @pytest.mark.django_db

@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import F
 from django.utils import timezone
 
-from app import lifecycle
+from app import dbclock, lifecycle
 from app.lease import DB_USE, Lease
 from app.lifecycle import Outcome
 from app.registry import register
@@ -138,6 +138,41 @@ def test_saving_again_keeps_next_run():
     task.save()
 
     assert Task.objects.get(pk=task.pk).next_run == first
+
+
+@pytest.mark.django_db
+def test_a_new_task_is_stamped_created_updated_and_due_from_one_reading_of_the_databases_clock():
+    before = dbclock.now()
+    task = make_task(run_in=0)
+    after = dbclock.now()
+
+    stored = Task.objects.get(pk=task.pk)
+    assert before <= stored.created_at <= after
+    assert stored.created_at == stored.updated_at == stored.next_run  # one reading, not three clocks
+
+
+@pytest.mark.django_db
+def test_saving_again_moves_updated_at_by_the_databases_clock_and_keeps_created_at():
+    task = make_task(run_in=60)
+    created = task.created_at
+    before = dbclock.now()
+    task.name = "renamed"
+    task.save()
+    after = dbclock.now()
+
+    stored = Task.objects.get(pk=task.pk)
+    assert stored.created_at == created
+    assert before <= stored.updated_at <= after
+
+
+@pytest.mark.django_db
+def test_rows_made_without_save_are_still_stamped():
+    before = timezone.now()
+    Task.objects.bulk_create([Task(name="bulk", task_id="bulk", func="tests.functions.add", next_run=before)])
+    stored = Task.objects.get(name="bulk")
+    after = timezone.now()
+    assert before <= stored.created_at <= after
+    assert before <= stored.updated_at <= after
 
 
 @pytest.mark.django_db

@@ -9,11 +9,30 @@ const RUNNER_RANK = { running: 0, degraded: 0, stopping: 1, dead: 2, stopped: 3 
 export const runnerUrl = (base, workerId) => `${base}runners/${encodeURIComponent(workerId)}/`;
 export const taskUrl = (base, taskId) => `${base}tasks/${encodeURIComponent(taskId)}/`;
 
-export function renderRunners(runners, now, base) {
+/** A runner's clock against the database's (``offset``: database minus runner, seconds), in words. */
+export function clockOffsetText(offset) {
+  if (typeof offset !== "number") return "—";
+  const size = Math.abs(offset);
+  if (size < 0.0005) return "in step";
+  return `${size.toFixed(size < 1 ? 3 : 1)} s ${offset > 0 ? "behind" : "ahead"}`;
+}
+
+/** Whether the offset is past CLOCK_SKEW_WARNING, as the runner's own warning (runner.clock_skew) says. */
+export const clockSkewed = (offset, limit) => typeof offset === "number" && Math.abs(offset) > limit;
+
+/** The runner's clock offset in a cell (or a dd): marked, with why, when past the warning. */
+export function showClockOffset(node, offset, limit) {
+  const skewed = clockSkewed(offset, limit);
+  setText(node, clockOffsetText(offset));
+  node.classList.toggle("skewed", skewed);
+  setAttr(node, "title", skewed ? `More than CLOCK_SKEW_WARNING (${limit} s) off the database's clock: fix this host's NTP. Conductor times everything by the database's clock, so tasks are safe.` : "");
+}
+
+export function renderRunners(runners, now, base, skewWarning) {
   const sorted = [...runners].sort((a, b) => (RUNNER_RANK[a.state] ?? 9) - (RUNNER_RANK[b.state] ?? 9) || a.worker_id.localeCompare(b.worker_id));
   syncRows(byTestId("runners"), sorted, (r) => r.worker_id,
     (r) => {
-      const row = cells(el("tr", { "data-testid": "runner-row", "data-worker-id": r.worker_id }), ["name", "host", "pid", "threads", "heartbeat", "state"]);
+      const row = cells(el("tr", { "data-testid": "runner-row", "data-worker-id": r.worker_id }), ["name", "host", "pid", "threads", "heartbeat", "clock", "state"]);
       cell(row, "name").append(el("a", { href: runnerUrl(base, r.worker_id), "data-testid": "runner-link", text: r.worker_id }));
       return row;
     },
@@ -25,6 +44,7 @@ export function renderRunners(runners, now, base) {
       const heartbeat = cell(row, "heartbeat");
       setText(heartbeat, age === null ? "—" : `${duration(age)} ago`);
       heartbeat.classList.toggle("stale", r.state === "running" && age !== null && age > SILENT_RUNNER_S);
+      showClockOffset(cell(row, "clock"), r.clock_offset, skewWarning);
       setAttr(row, "data-state", r.state);
       fill(cell(row, "state"), r.state, () => [badge(r.state)]);
       setAttr(cell(row, "state"), "title", r.degraded_reason || "");
