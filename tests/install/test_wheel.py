@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect as connect_websocket
 
+from tests import docblocks
 from tests.conftest import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -150,10 +151,12 @@ def test_a_registered_function_of_the_users_app_changes_the_users_model(project:
         "from conductor.task import Task; "
         f"Task(name='ship', func='app.tasks.ship', args_in={{'order_id': {order}}}).save()"
     )
-    project.manage("runtasks", "--once")
+    done = project.manage("runtasks", "--once")
     assert (
         project.shell(f"from app.models import Order; print(Order.objects.get(pk={order}).shipped)") == "True"
     )
+    # A startproject's LOGGING has no handler for Conductor: runtasks adds one, so INFO lines show.
+    assert re.search(r"INFO +conductor\.runner: Runner \S+ up: ", done.stderr), done.stderr
 
 
 def test_a_django_task_enqueued_from_the_users_code_finishes_and_is_read_back(project: Project) -> None:
@@ -203,13 +206,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_runtasks_serve_gives_staff_the_dashboard_its_assets_and_a_live_snapshot(project: Project) -> None:
-    project.shell(
-        "from conductor.task import Task; "
-        "Task(task_id='users-own', name='the users own task', func='app.tasks.ship', run_in=3600, "
-        "args_in={'order_id': 0}).save()"
-    )
-    session = project.shell(
+def run_block() -> docblocks.Block:
+    """docs/install.md's "Run" block, which only a user's project can print (marked ``installed``)."""
+    (block,) = [b for b in docblocks.blocks(REPO / "docs" / "install.md") if "installed" in b.options]
+    assert "serves" in block.options
+    assert block.output is not None
+    return block
+
+
+def staff_session(project: Project) -> str:
+    return project.shell(
         "from django.contrib.auth.models import User;"
         "from django.contrib.sessions.backends.db import SessionStore;"
         "from django.contrib.auth import SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY;"
@@ -217,31 +223,59 @@ def test_runtasks_serve_gives_staff_the_dashboard_its_assets_and_a_live_snapshot
         "s[SESSION_KEY] = str(u.pk); s[BACKEND_SESSION_KEY] = 'django.contrib.auth.backends.ModelBackend';"
         "s[HASH_SESSION_KEY] = u.get_session_auth_hash(); s.save(); print(s.session_key)"
     )
-    port = free_port()
-    server = subprocess.Popen([str(project.python), "manage.py", "runtasks", "--serve", f"127.0.0.1:{port}"],
-                              cwd=project.root, env=project.env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    try:
-        failure = _dashboard_failure(f"http://127.0.0.1:{port}", session)
-    finally:
-        server.terminate()
-        output = server.communicate(timeout=30)[0]
-    assert failure is None, f"{failure}\n--- runtasks --serve said:\n{output}"
+
+
+def test_the_install_docs_run_block_prints_its_lines_and_serves_the_dashboard(
+    project: Project, tmp_path: Path
+) -> None:
+    """The page's commands, as a user types them in their project, print the page's output lines (the
+    dashboard's URL where the project mounted it, the runner's INFO line), and that URL is the dashboard."""
+    project.shell(
+        "from conductor.task import Task; "
+        "Task(task_id='users-own', name='the users own task', func='app.tasks.ship', run_in=3600, "
+        "args_in={'order_id': 0}).save()"
+    )
+    session = staff_session(project)
+    block, port = run_block(), free_port()
+    expected = re.sub(r"\b8000\b", str(port), block.output.text)
+    script = docblocks.exec_last(re.sub(r"\b8000\b", str(port), block.text))
+    env = {**project.env, "PATH": f"{project.python.parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONUNBUFFERED": "1"}  # fmt: skip
+    log = tmp_path / "serve.log"  # read by path: the server's own file offset is left alone
+    with log.open("wb") as out:
+        server = subprocess.Popen(["sh", "-e", "-c", script], cwd=project.root, env=env, stdout=out,
+                                  stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            failure = _served_failure(server, log, expected, session)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    output = log.read_text()
+    assert failure is None, f"{failure}\n--- {block.where} said:\n{output}"
     assert "Traceback" not in output, output
 
 
-def _dashboard_failure(base: str, session: str) -> str | None:
-    """What is wrong with the served dashboard, or None (the caller adds the server's output)."""
+def _served_failure(server: subprocess.Popen, log: Path, expected: str, session: str) -> str | None:
+    """What is wrong with the served block's output or dashboard, or None (the caller adds the output)."""
+
+    def printed() -> str:
+        return log.read_text(errors="replace")
+
     try:
-        _check_dashboard(base, session)
+        wait_until(lambda: docblocks.output_contains(expected, printed()) or server.poll() is not None,
+                   timeout=60, interval=0.05, message="runtasks --serve up")  # fmt: skip
+        assert docblocks.output_contains(expected, printed()), f"docs/install.md shows:\n{expected}"
+        (url,) = re.findall(r"^Dashboard: (\S+)$", printed(), flags=re.M)
+        _check_dashboard(url, session)
     except (AssertionError, OSError, ValueError) as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
 
 
-def _check_dashboard(base: str, session: str) -> None:
-    wait_until(lambda: _answers(base), timeout=30, message="runtasks --serve listening")
-    page = _get(f"{base}/conductor/", session)
+def _check_dashboard(url: str, session: str) -> None:
+    base, path = re.fullmatch(r"(http://[^/]+)(/.*)", url).groups()
+    assert path == "/conductor/", url  # where the project's urls.py mounted conductor.urls
+    page = _get(url, session)
     assert page.status == 200
     html = page.read().decode()
     assert 'data-socket="/ws/dashboard/"' in html
@@ -255,14 +289,6 @@ def _check_dashboard(base: str, session: str) -> None:
     assert snapshot["type"] == "snapshot"
     assert "the users own task" in [task["name"] for task in snapshot["tasks"]]
     assert "app.tasks.ship" in [function["path"] for function in snapshot["functions"]]
-
-
-def _answers(base: str) -> bool:
-    try:
-        urllib.request.urlopen(f"{base}/admin/login/", timeout=2)
-    except OSError:
-        return False
-    return True
 
 
 def _get(url: str, session: str):

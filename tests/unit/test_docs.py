@@ -92,7 +92,7 @@ def test_every_shell_block_is_marked_runnable_or_not_with_a_reason():
 def test_runnable_blocks_use_only_known_options():
     for block in shell_blocks():
         if block.runnable:
-            assert set(block.options) <= {"serves", "env"}, block.where
+            assert set(block.options) <= {"serves", "env", "installed"}, block.where
             if "env" in block.options:
                 docblocks.marked_file(REPO_ROOT / block.page, block.options["env"])
 

@@ -16,6 +16,8 @@ logger = logging.getLogger("conductor.runner")
 DEFAULT_ADDRESS = "127.0.0.1:8000"
 
 VERBOSITY_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
+#: This repository's console format (server/settings.py), for projects whose LOGGING gives Conductor none.
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 def set_log_level(verbosity: int | None) -> None:
@@ -26,6 +28,16 @@ def set_log_level(verbosity: int | None) -> None:
         conductor_logger.setLevel(VERBOSITY_LEVELS[verbosity])
     elif conductor_logger.level == logging.NOTSET:
         conductor_logger.setLevel(logging.INFO)
+    ensure_log_handler(conductor_logger)
+
+
+def ensure_log_handler(conductor_logger: logging.Logger) -> None:
+    """A stderr handler when no handler would see Conductor's records (a startproject's LOGGING has none
+    above ``conductor``): else only logging's last resort prints them, and it drops all below WARNING."""
+    if not conductor_logger.hasHandlers():  # lastResort is not a handler: hasHandlers() ignores it
+        handler = logging.StreamHandler()  # stderr, as the last resort and Django's console handler
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        conductor_logger.addHandler(handler)
 
 
 # Option types: argparse calls them, and exits 2 with "argument --x: <message>" when one raises.
@@ -162,7 +174,7 @@ class Command(BaseCommand):
                 loop = serve.start_server(*address)
             except serve.ServeError as exc:
                 raise CommandError(f"--serve: {exc}") from exc
-            self.stdout.write(f"Dashboard: http://{address[0]}:{address[1]}/dashboard/")
+            self.stdout.write(f"Dashboard: {serve.dashboard_url(*address)}")  # where the URLconf put it
             return ChannelBridge(loop=loop).start()
         if layer_reaches_other_processes():
             return ChannelBridge().start()
