@@ -46,9 +46,32 @@ def ship(order_id: int) -> None:
     Order.objects.filter(pk=order_id).update(shipped=True)
 
 
+@register
+async def ship_async(order_id: int) -> None:
+    await Order.objects.filter(pk=order_id).aupdate(shipped=True)
+
+
 @task
 def invoice_total(order_id: int) -> int:
     return Order.objects.get(pk=order_id).total * 2
+"""
+
+#: The user's own test of a process-isolated task: the child must write to the test database.
+USER_TESTS = """from django.core.management import call_command
+from django.test import TransactionTestCase
+
+from conductor.task import Task
+
+from .models import Order
+
+
+class ProcessIsolationTests(TransactionTestCase):
+    def test_a_child_process_ships_the_order_in_the_test_database(self):
+        order = Order.objects.create(total=1)
+        Task(name="ship", func="app.tasks.ship", args_in={"order_id": order.pk}, isolation="process").save()
+        call_command("runtasks", "--once", verbosity=0)
+        order.refresh_from_db()
+        self.assertTrue(order.shipped)
 """
 
 
@@ -157,6 +180,39 @@ def test_a_registered_function_of_the_users_app_changes_the_users_model(project:
     )
     # A startproject's LOGGING has no handler for Conductor: runtasks adds one, so INFO lines show.
     assert re.search(r"INFO +conductor\.runner: Runner \S+ up: ", done.stderr), done.stderr
+
+
+@pytest.mark.parametrize("function", ["ship", "ship_async"])
+def test_a_process_isolated_function_of_the_users_app_changes_the_users_model(
+    project: Project, function: str
+) -> None:
+    order = project.shell("from app.models import Order; print(Order.objects.create(total=3).pk)")
+    project.shell(
+        "from conductor.task import Task; "
+        f"Task(name='ship', func='app.tasks.{function}', args_in={{'order_id': {order}}}, "
+        "isolation='process').save()"
+    )
+    done = project.manage("runtasks", "--once")
+    shipped = project.shell(f"from app.models import Order; print(Order.objects.get(pk={order}).shipped)")
+    assert shipped == "True", done.stderr
+
+
+def test_a_process_isolated_function_under_the_users_tests_writes_to_the_test_database(
+    project: Project,
+) -> None:
+    """Django's test runner renames the database in the parent only; the child must follow it, not the
+    settings (which name the real database, where the order of the same id would be shipped instead)."""
+    (project.root / "app" / "tests.py").write_text(USER_TESTS)
+    settings = project.root / "server" / "settings.py"
+    original = settings.read_text()
+    try:  # a file, not SQLite's in-memory test database, which no other process can open
+        settings.write_text(
+            original + '\nDATABASES["default"]["TEST"] = {"NAME": BASE_DIR / "test.sqlite3"}\n'
+        )
+        done = project.manage("test", "app", "--noinput", check=False)
+    finally:
+        settings.write_text(original)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_a_django_task_enqueued_from_the_users_code_finishes_and_is_read_back(project: Project) -> None:
