@@ -157,7 +157,7 @@ def import_path() -> list[str]:
     """The parent's sys.path entries that a fresh interpreter would not have: the project's directory
     (manage.py's, which Python put first, or a server's working directory) and what the project added."""
     found, defaults = [], _interpreter_paths()
-    for entry in [*sys.path, *os.environ.get("PYTHONPATH", "").split(os.pathsep)]:
+    for entry in sys.path:  # the runner's own PYTHONPATH included: Python put it there
         path = Path(entry or os.getcwd()).resolve()  # "" is the working directory
         if path.is_dir() and not any(path.is_relative_to(default) for default in defaults):
             found.append(str(path))
