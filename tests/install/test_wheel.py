@@ -256,6 +256,23 @@ def test_the_checks_pass_and_name_what_is_missing(project: Project) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_an_asgi_py_without_the_route_is_named_with_the_lines_to_add(project: Project) -> None:
+    """A startproject has no ASGI_APPLICATION: daphne would serve server/asgi.py, which must route the
+    dashboard's socket (else daphne answers it with 500 and the page reconnects for ever)."""
+    asgi = project.root / "server" / "asgi.py"
+    original = asgi.read_text()
+    try:
+        asgi.write_text(original.split(install_lines()["asgi.py"])[0])  # as startproject wrote it
+        done = project.manage("check", check=False)
+    finally:
+        asgi.write_text(original)
+    said = done.stdout + done.stderr
+    assert "conductor.W005" in said
+    assert "server/asgi.py" in said
+    assert "application = with_conductor(application)" in said
+    assert "Traceback" not in said
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
