@@ -383,10 +383,28 @@ def test_a_database_of_an_older_conductor_gets_a_one_line_instruction(project: P
     original = settings.read_text()
     try:
         settings.write_text(original + f'\nDATABASES["default"]["NAME"] = {str(old)!r}\n')
-        done = project.manage("migrate", "--noinput", check=False)
+        said = [
+            project.manage(*command, check=False)
+            for command in (["migrate", "--noinput"], ["runtasks", "--once"])
+        ]
+    finally:
+        settings.write_text(original)
+    for done in said:  # runtasks runs the database checks that migrate runs
+        assert done.returncode != 0
+        assert "conductor.E010" in done.stderr
+        assert "Start from a new database" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_runtasks_on_a_database_not_migrated_yet_says_to_migrate(project: Project) -> None:
+    settings = project.root / "server" / "settings.py"
+    original = settings.read_text()
+    try:
+        empty = project.root / "empty.sqlite3"
+        settings.write_text(original + f'\nDATABASES["default"]["NAME"] = {str(empty)!r}\n')
+        done = project.manage("runtasks", "--once", check=False)
     finally:
         settings.write_text(original)
     assert done.returncode != 0
-    assert "conductor.E010" in done.stderr
-    assert "Start from a new database" in done.stderr
+    assert "run `manage.py migrate` first" in done.stderr
     assert "Traceback" not in done.stderr

@@ -6,7 +6,9 @@ from argparse import ArgumentTypeError
 from typing import Any
 
 from django.conf import settings
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection
 
 from ... import conf, serve
 from ...bridge import ChannelBridge, layer_reaches_other_processes
@@ -136,6 +138,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         runner_options = self._runner_options(options)
         address = self._address(options["serve"])
+        self._check_database()
         set_log_level(options["verbosity"])
         bridge = self._bridge(address)
         runner = Runner(runner_options, bridge=bridge)
@@ -151,6 +154,22 @@ class Command(BaseCommand):
                     serve.drain_and_stop(bridge.loop)
         if code:
             raise SystemExit(code)
+
+    def _check_database(self) -> None:
+        """The database checks migrate runs (conductor.E010: a database of an older Conductor), and that
+        Conductor's tables are there: one line saying what to do, not a traceback from the first query."""
+        from ...runnerprocess import RunnerProcess
+
+        try:
+            self.check(tags=[Tags.database], databases=[DEFAULT_DB_ALIAS])
+            tables = connection.introspection.table_names()
+        except DatabaseError as exc:
+            raise CommandError(f"The database cannot be used: {exc}") from exc
+        if RunnerProcess._meta.db_table not in tables:
+            raise CommandError(
+                f"Conductor's tables are not in the database {connection.settings_dict['NAME']}: "
+                "run `manage.py migrate` first."
+            )
 
     def _address(self, parsed: tuple[str, int] | None) -> tuple[str, int] | None:
         """The address its option type parsed, refused while DEBUG is on unless it is a loopback one."""
