@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.db import DatabaseError, connections
 
-from .conf import ConductorSettings, raw_settings
+from .conf import ConductorSettings, raw_settings, setting_name
 
 POSITIVE_NUMBERS = ("POLL", "HEARTBEAT", "HEARTBEAT_TIMEOUT", "CLOCK_SKEW_WARNING", "INTERRUPT_WAIT",
                     "CANCEL_GRACE")  # fmt: skip
@@ -57,8 +57,8 @@ def _check_numbers(raw: dict) -> list:
             kind = "a positive whole number" if key in POSITIVE_INTEGERS else "a positive number"
             errors.append(
                 _error(
-                    f"CONDUCTOR[{key!r}] is {value!r}; it must be {kind}.",
-                    f"Set CONDUCTOR[{key!r}] to {kind} of seconds or items, "
+                    f"{setting_name(key)} is {value!r}; it must be {kind}.",
+                    f"Set {setting_name(key)} to {kind} of seconds or items, "
                     f"or remove it to use the default ({getattr(ConductorSettings, key)}).",
                     3,
                 )
@@ -70,7 +70,7 @@ def _check_numbers(raw: dict) -> list:
     ):
         errors.append(
             _error(
-                f"CONDUCTOR['GRACE'] is {raw['GRACE']!r}; it must be a finite number of seconds >= 0.",
+                f"{setting_name('GRACE')} is {raw['GRACE']!r}; it must be a finite number of seconds >= 0.",
                 "Set it to how long a stopping runner waits for running tasks, e.g. 10.",
                 3,
             )
@@ -95,7 +95,7 @@ def _check_heartbeat(conf: ConductorSettings) -> list:
         return []
     return [
         _error(
-            f"CONDUCTOR['HEARTBEAT_TIMEOUT'] ({conf.HEARTBEAT_TIMEOUT}) is less than three "
+            f"{setting_name('HEARTBEAT_TIMEOUT')} ({conf.HEARTBEAT_TIMEOUT}) is less than three "
             f"heartbeats ({conf.HEARTBEAT} s each): live runners would be declared dead.",
             "Raise HEARTBEAT_TIMEOUT to at least 3 x HEARTBEAT.",
             6,

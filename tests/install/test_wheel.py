@@ -180,6 +180,10 @@ def test_a_registered_function_of_the_users_app_changes_the_users_model(project:
     )
     # A startproject's LOGGING has no handler for Conductor: runtasks adds one, so INFO lines show.
     assert re.search(r"INFO +conductor\.runner: Runner \S+ up: ", done.stderr), done.stderr
+    # Its hint for live state names what configures it in this project, not this repository's REDIS_URL.
+    assert "Live state stays in this process" in done.stderr
+    assert "cross-process CHANNEL_LAYERS" in done.stderr
+    assert "set REDIS_URL" not in done.stderr
 
 
 @pytest.mark.parametrize("function", ["ship", "ship_async"])
@@ -254,6 +258,18 @@ def test_the_checks_pass_and_name_what_is_missing(project: Project) -> None:
     assert "conductor.E008" in done.stderr
     assert "django-conductor[redis]" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_bad_environment_variable_is_named_as_the_variable(project: Project) -> None:
+    original = project.env
+    project.env = {**original, "CONDUCTOR_THREADS": "abc"}
+    try:
+        done = project.manage("check", check=False)
+    finally:
+        project.env = original
+    assert done.returncode != 0
+    assert "CONDUCTOR_THREADS (in the environment) is 'abc'" in done.stderr
+    assert "CONDUCTOR['THREADS']" not in done.stderr  # a dict this project never wrote
 
 
 def test_an_asgi_py_without_the_route_is_named_with_the_lines_to_add(project: Project) -> None:

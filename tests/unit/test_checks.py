@@ -82,6 +82,29 @@ def test_bad_setting_is_an_error_with_an_id_and_a_hint(conductor, check_id, frag
     assert error.hint
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [("CONDUCTOR_THREADS", "abc", "CONDUCTOR_THREADS (in the environment) is 'abc'"),
+     ("CONDUCTOR_GRACE", "-1", "CONDUCTOR_GRACE (in the environment) is -1"),
+     ("CONDUCTOR_HEARTBEAT_TIMEOUT", "1", "CONDUCTOR_HEARTBEAT_TIMEOUT (in the environment) (1)")],
+)  # fmt: skip
+def test_a_bad_value_from_the_environment_is_named_as_the_variable(monkeypatch, variable, value, fragment):
+    monkeypatch.setenv(variable, value)
+    with override_settings(CONDUCTOR={}):
+        [error] = check_settings()
+
+    assert fragment in error.msg
+    assert "CONDUCTOR[" not in error.msg + error.hint  # a dict the user never wrote
+
+
+def test_a_key_in_the_dict_wins_over_the_environment_and_is_named_as_such(monkeypatch):
+    monkeypatch.setenv("CONDUCTOR_THREADS", "4")
+    with override_settings(CONDUCTOR={"THREADS": 0}):
+        [error] = check_settings()
+
+    assert "CONDUCTOR['THREADS'] is 0" in error.msg
+
+
 def test_unknown_key_hint_lists_the_known_keys():
     with override_settings(CONDUCTOR={"THREAD": 8}):
         [error] = check_settings()

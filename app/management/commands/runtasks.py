@@ -12,6 +12,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection
 
 from ... import conf, serve
 from ...bridge import ChannelBridge, layer_reaches_other_processes
+from ...livelayer import CROSS_PROCESS_LAYER
 from ...runner import Runner, RunnerOptions
 
 logger = logging.getLogger("conductor.runner")
@@ -199,7 +200,8 @@ class Command(BaseCommand):
             return ChannelBridge().start()
         logger.warning(
             "Live state stays in this process: the in-memory channel layer cannot reach a web server "
-            "elsewhere, so dashboards will not update live. Use runtasks --serve, or set REDIS_URL."
+            "elsewhere, so dashboards will not update live. Use runtasks --serve, or configure a "
+            f"cross-process CHANNEL_LAYERS in every process: {CROSS_PROCESS_LAYER}."
         )
         return None
 
