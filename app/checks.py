@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.db import DatabaseError, connections
 
-from .conf import ConductorSettings, raw_settings
+from .conf import ConductorSettings, raw_settings, setting_name
 
 POSITIVE_NUMBERS = ("POLL", "HEARTBEAT", "HEARTBEAT_TIMEOUT", "CLOCK_SKEW_WARNING", "INTERRUPT_WAIT",
                     "CANCEL_GRACE")  # fmt: skip
@@ -57,8 +57,8 @@ def _check_numbers(raw: dict) -> list:
             kind = "a positive whole number" if key in POSITIVE_INTEGERS else "a positive number"
             errors.append(
                 _error(
-                    f"CONDUCTOR[{key!r}] is {value!r}; it must be {kind}.",
-                    f"Set CONDUCTOR[{key!r}] to {kind} of seconds or items, "
+                    f"{setting_name(key)} is {value!r}; it must be {kind}.",
+                    f"Set {setting_name(key)} to {kind} of seconds or items, "
                     f"or remove it to use the default ({getattr(ConductorSettings, key)}).",
                     3,
                 )
@@ -70,7 +70,7 @@ def _check_numbers(raw: dict) -> list:
     ):
         errors.append(
             _error(
-                f"CONDUCTOR['GRACE'] is {raw['GRACE']!r}; it must be a finite number of seconds >= 0.",
+                f"{setting_name('GRACE')} is {raw['GRACE']!r}; it must be a finite number of seconds >= 0.",
                 "Set it to how long a stopping runner waits for running tasks, e.g. 10.",
                 3,
             )
@@ -95,7 +95,7 @@ def _check_heartbeat(conf: ConductorSettings) -> list:
         return []
     return [
         _error(
-            f"CONDUCTOR['HEARTBEAT_TIMEOUT'] ({conf.HEARTBEAT_TIMEOUT}) is less than three "
+            f"{setting_name('HEARTBEAT_TIMEOUT')} ({conf.HEARTBEAT_TIMEOUT}) is less than three "
             f"heartbeats ({conf.HEARTBEAT} s each): live runners would be declared dead.",
             "Raise HEARTBEAT_TIMEOUT to at least 3 x HEARTBEAT.",
             6,
@@ -174,10 +174,14 @@ def _channels_redis_installed() -> bool:
 
 
 def _check_asgi_routes() -> list:
-    """A project whose own ASGI_APPLICATION does not route the dashboard's socket gets a page that never
-    goes live: say so at start-up rather than in the browser."""
-    if not getattr(settings, "ASGI_APPLICATION", None):
-        return []  # runtasks --serve builds an application with the routes
+    """A project whose ASGI application does not route the dashboard's socket gets a page that never goes
+    live (daphne answers the socket with 500): say so at start-up rather than in the browser."""
+    if getattr(settings, "ASGI_APPLICATION", None):
+        return _check_named_asgi_application()
+    return _check_conventional_asgi_application()
+
+
+def _check_named_asgi_application() -> list:
     from .asgi import routes_dashboard_socket
 
     try:
@@ -202,6 +206,53 @@ def _check_asgi_routes() -> list:
             9,
         )
     ]
+
+
+def _check_conventional_asgi_application() -> list:
+    """Without ASGI_APPLICATION, daphne and uvicorn are pointed at the asgi.py that startproject wrote
+    beside wsgi.py: check that one. A warning, not an error: runtasks --serve adds the route itself."""
+    path = conventional_asgi_path()
+    if path is None or not _module_exists(path.rpartition(".")[0]):
+        return []
+    from django.utils.module_loading import import_string
+
+    from .asgi import routes_dashboard_socket
+
+    try:
+        routed = routes_dashboard_socket(import_string(path))
+    except Exception as exc:  # the project's own asgi.py failed: its traceback is not ours to hide
+        return [_asgi_warning(f"{path} (which daphne and uvicorn would serve) could not be loaded: {exc}.")]
+    if routed:
+        return []
+    return [_asgi_warning(f"{path} (which daphne and uvicorn would serve) does not route Conductor's "
+                          "dashboard socket: the dashboard would never go live.")]  # fmt: skip
+
+
+def _asgi_warning(message: str) -> Warning:
+    module = conventional_asgi_path().rpartition(".")[0]
+    return Warning(
+        message,
+        hint=f"At the end of {module.replace('.', '/')}.py add `from conductor.asgi import with_conductor` "
+        "and `application = with_conductor(application)` (docs/install.md, step 4); runtasks --serve "
+        "needs neither.",
+        id="conductor.W005",
+    )
+
+
+def conventional_asgi_path() -> str | None:
+    """``server.asgi.application`` for ``WSGI_APPLICATION = "server.wsgi.application"``, else None."""
+    wsgi = getattr(settings, "WSGI_APPLICATION", None)
+    if not wsgi or "." not in wsgi:
+        return None
+    package = wsgi.rsplit(".", 2)[0] if wsgi.count(".") >= 2 else ""
+    return f"{package}.asgi.application" if package else "asgi.application"
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:  # its package is missing too
+        return False
 
 
 #: Migrations that only Conductor's releases before the app label became "conductor" recorded.

@@ -45,7 +45,7 @@ def main(result_path: str, parent_pid: str, lifeline_fd: str) -> int:
     lifeline = Lifeline.hold(int(parent_pid), int(lifeline_fd), Path(result_path).parent)
     lifeline.watch()
     spec = json.loads(sys.stdin.read())
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server.settings")
+    _use_parents_database(spec["database"])
     import django
 
     django.setup()
@@ -56,6 +56,17 @@ def main(result_path: str, parent_pid: str, lifeline_fd: str) -> int:
     else:
         lifeline.remove_folder()  # no one is left to read it: this process outlived the other
     return 0
+
+
+def _use_parents_database(database: dict[str, Any]) -> None:
+    """The database the parent uses, before anything connects: the settings module alone could name
+    another (the parent's may be a test database, or come from an environment this child lacks)."""
+    if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        raise SystemExit("isolation='process' needs DJANGO_SETTINGS_MODULE: settings.configure() cannot be "
+                         "repeated in a child process.")  # fmt: skip
+    from django.conf import settings
+
+    settings.DATABASES["default"] = {**settings.DATABASES.get("default", {}), **database}
 
 
 def _run(spec: dict[str, Any], lifeline: Lifeline) -> dict[str, Any]:

@@ -87,6 +87,15 @@ def raw_settings() -> Any:
     return {**from_environment(), **configured}
 
 
+def setting_name(key: str) -> str:
+    """How the user gave ``key``, for messages: ``CONDUCTOR['KEY']``, or the environment variable when the
+    value came from there (a message naming a dict the user never wrote would send them looking for it)."""
+    configured = getattr(django_settings, "CONDUCTOR", None) or {}
+    if not (isinstance(configured, dict) and key in configured) and f"CONDUCTOR_{key}" in os.environ:
+        return f"CONDUCTOR_{key} (in the environment)"
+    return f"CONDUCTOR[{key!r}]"
+
+
 _current: ConductorSettings | None = None
 
 

@@ -15,12 +15,13 @@ import contextlib
 import json
 import os
 import signal
+import site
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
-import urllib.parse
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,10 +35,12 @@ from .status import RunStatus
 
 PROGRESS_MARK = "\x1econductor-progress "
 TERMINATE_GRACE = 2.0
-BASE_DIR = Path(__file__).resolve().parent.parent
+#: What names the database the parent uses, test database included; the child's settings give the rest.
+DATABASE_KEYS = ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")
 
 
 def execute_in_process(task: Any, context: TaskContext, on_chunk: Any) -> Outcome:
+    _refuse_an_in_memory_database()
     thread = threading.current_thread()
     started = time.time()
     log = capture.RunLog(conf.get().LOG_LIMIT, on_chunk)
@@ -64,6 +67,15 @@ def execute_in_process(task: Any, context: TaskContext, on_chunk: Any) -> Outcom
                    progress=context.progress, progress_message=context.progress_message)  # fmt: skip
 
 
+def _refuse_an_in_memory_database() -> None:
+    """A child process would open an empty database of its own and fail with "no such table"."""
+    if connection.vendor == "sqlite" and connection.is_in_memory_db():
+        raise RuntimeError(
+            "isolation='process' cannot reach an in-memory SQLite database (Django's test database for "
+            "SQLite unless named): set DATABASES['default']['TEST'] = {'NAME': 'test.sqlite3'}."
+        )
+
+
 def _start_child(task: Any, context: TaskContext, result_path: Path) -> tuple[subprocess.Popen, IO[bytes]]:
     """The child, and the write end of its lifeline: the child ends itself once that is closed.
 
@@ -81,7 +93,7 @@ def _start_child(task: Any, context: TaskContext, result_path: Path) -> tuple[su
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            cwd=BASE_DIR,
+            cwd=os.getcwd(),  # relative paths in the project's settings mean what they mean here
             env=child_environment(task.func),
             start_new_session=True,  # its own process group: killing it kills what it started too
             pass_fds=(lifeline_in,),  # only to this child: other children must not hold the pipe open
@@ -114,11 +126,19 @@ def _spec(task: Any, context: TaskContext) -> dict[str, Any]:
         "run": context.run_id,
         "fence": context.fence,
         "db_use": context.db_use,
+        "database": database_settings(connection.settings_dict),
     }
 
 
+def database_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The parent's database as it resolved it (a test database's name included), for the child to use
+    whatever its settings would compute from the environment."""
+    return {key: os.fspath(config[key]) if isinstance(config.get(key), os.PathLike) else config.get(key)
+            for key in DATABASE_KEYS}  # fmt: skip
+
+
 def child_environment(func_path: str) -> dict[str, str]:
-    """The parent's settings, database (the one in use, even a test one) and task modules.
+    """The parent's settings module, import path and task modules (its database travels in the spec).
 
     The function's own module is among the task modules: the parent found it registered, so it may run.
     """
@@ -127,21 +147,29 @@ def child_environment(func_path: str) -> dict[str, str]:
         **os.environ,
         # (None under override_settings, which keeps the module it overrides in the environment)
         "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE or os.environ.get("DJANGO_SETTINGS_MODULE", ""),
-        "DATABASE_URL": database_url(connection.settings_dict),
+        "PYTHONPATH": os.pathsep.join(import_path()),
         "CONDUCTOR_TASK_MODULES": ",".join(dict.fromkeys(modules)),
         "PYTHONUNBUFFERED": "1",
     }
 
 
-def database_url(config: dict[str, Any]) -> str:
-    if config["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{Path(config['NAME']).resolve()}"
-    user = urllib.parse.quote(config.get("USER") or "")
-    password = urllib.parse.quote(config.get("PASSWORD") or "")
-    credentials = f"{user}:{password}@" if password else f"{user}@" if user else ""
-    host = config.get("HOST") or "localhost"
-    port = f":{config['PORT']}" if config.get("PORT") else ""
-    return f"postgres://{credentials}{host}{port}/{config['NAME']}"
+def import_path() -> list[str]:
+    """The parent's sys.path entries that a fresh interpreter would not have: the project's directory
+    (manage.py's, which Python put first, or a server's working directory) and what the project added."""
+    found, defaults = [], _interpreter_paths()
+    for entry in sys.path:  # the runner's own PYTHONPATH included: Python put it there
+        path = Path(entry or os.getcwd()).resolve()  # "" is the working directory
+        if path.is_dir() and not any(path.is_relative_to(default) for default in defaults):
+            found.append(str(path))
+    return list(dict.fromkeys(found))
+
+
+def _interpreter_paths() -> set[Path]:
+    """Where the standard library and site-packages are: every interpreter started so has them."""
+    paths = sysconfig.get_paths()
+    names = [paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")]
+    names += [*site.getsitepackages(), site.getusersitepackages()]
+    return {Path(name).resolve() for name in names}
 
 
 def _relay(stream: IO[str], log: capture.RunLog, context: TaskContext) -> None:

@@ -12,6 +12,12 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 #: True in a process that runs a runner and the web server together (``app.serve`` sets it).
 runner_in_process = False
 
+#: What to configure for that, in any project (REDIS_URL means something only to this repository's settings).
+CROSS_PROCESS_LAYER = (
+    "e.g. channels-redis (pip install 'django-conductor[redis]' and channels_redis.core.RedisChannelLayer "
+    "as its BACKEND; in Conductor's own project, REDIS_URL does it)"
+)
+
 
 def layer_reaches_other_processes(layer: Any = None) -> bool:
     layer = layer or get_channel_layer()

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from . import conf, dbclock, events, livelayer, protocol, registry
 from .context import CONTEXT_PARAMETER
-from .livelayer import layer_reaches_other_processes
+from .livelayer import CROSS_PROCESS_LAYER, layer_reaches_other_processes
 
 RECENT_RUNS = 50
 MOST_TASKS = 500
@@ -179,7 +179,8 @@ def live_status() -> dict[str, Any]:
         "ok": False,
         "reason": "The in-memory channel layer cannot carry runner events to this web server, "
         "which runs in another process. Serve the dashboard from the runner (manage.py runtasks "
-        "--serve) or set REDIS_URL on both. The page shows the database and refreshes it.",
+        f"--serve) or configure a cross-process CHANNEL_LAYERS in both: {CROSS_PROCESS_LAYER}. "
+        "The page shows the database and refreshes it.",
     }
 
 

@@ -114,6 +114,13 @@ def output_matches(expected: str, actual: str) -> bool:
     return len(want) == len(got) and all(line_matches(w, g) for w, g in zip(want, got, strict=True))
 
 
+def exec_last(script: str) -> str:
+    """A ``serves`` block's script with its last command under ``exec``, so a signal reaches the server."""
+    lines = script.rstrip().splitlines()
+    lines[-1] = "exec " + lines[-1]
+    return "\n".join(lines) + "\n"
+
+
 def output_contains(expected: str, actual: str) -> bool:
     """Each expected line in order, other lines allowed between (what a server prints as it starts)."""
     got = iter(actual.splitlines())

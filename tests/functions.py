@@ -176,3 +176,11 @@ async def async_count_tasks(name: str) -> int:
     from app.task import Task
 
     return await Task.objects.filter(name=name).acount()
+
+
+@register
+def database_name() -> str:
+    """The database this process's default connection uses (for isolation="process": the parent's)."""
+    from django.db import connection
+
+    return str(connection.settings_dict["NAME"])

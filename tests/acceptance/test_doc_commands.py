@@ -5,7 +5,8 @@ environment of the page's own (docs/README.md): a migrated SQLite file of its ow
 in a temporary directory, the in-memory channel layer, ``.venv/bin`` first on ``PATH``. A ``serves``
 block is started and kept up (port 8000 becomes a free port) while the page's next blocks run, then
 stopped with SIGTERM, and must exit 0. Where a page shows output (an ``<!-- output -->`` block), what the
-commands print must match it (``...`` standing for any text).
+commands print must match it (``...`` standing for any text). Blocks marked ``installed`` are what a
+user's own project prints: tests/install/test_wheel.py runs them there.
 
 Also here: runtasks' log level, which README.md and docs/deploy.md describe (``-v`` over
 ``CONDUCTOR_LOG_LEVEL``).
@@ -29,8 +30,15 @@ from tests.acceptance.conftest import free_port, port_open
 
 REPO_ROOT = docblocks.REPO_ROOT
 COMMAND_TIMEOUT = 60
+
+
+def runs_here(block: docblocks.Block) -> bool:
+    """Runnable in this repository: ``installed`` blocks run in a new project (tests/install)."""
+    return block.runnable and "installed" not in block.options
+
+
 SERVE_TIMEOUT = 30
-RUNNABLE_PAGES = [p for p in docblocks.pages() if any(b.runnable for b in docblocks.blocks(p))]
+RUNNABLE_PAGES = [p for p in docblocks.pages() if any(map(runs_here, docblocks.blocks(p)))]
 
 
 def base_env(tmp_path: Path, database: Path) -> dict[str, str]:
@@ -76,7 +84,8 @@ class Server:
         self.block = block
         self.log_path = log
         self._log = log.open("wb")
-        self.popen = subprocess.Popen(["sh", "-e", "-c", exec_last(script)], cwd=REPO_ROOT, env=env,
+        command = ["sh", "-e", "-c", docblocks.exec_last(script)]
+        self.popen = subprocess.Popen(command, cwd=REPO_ROOT, env=env,
                                       stdin=subprocess.DEVNULL, stdout=self._log,
                                       stderr=subprocess.STDOUT)  # fmt: skip
 
@@ -108,12 +117,6 @@ class Server:
         assert code == 0, f"{self.block.where} exited {code} on SIGTERM:\n{self.output()}"
 
 
-def exec_last(script: str) -> str:
-    lines = script.rstrip().splitlines()
-    lines[-1] = "exec " + lines[-1]
-    return "\n".join(lines) + "\n"
-
-
 @pytest.fixture
 def servers() -> Iterator[list[Server]]:
     started: list[Server] = []
@@ -134,7 +137,7 @@ def test_the_pages_runnable_commands_run_and_print_what_the_page_shows(page, tmp
     port = free_port()  # what 8000 stands for: the port of the last server started
     ran = 0
     for block in docblocks.blocks(page):
-        if not block.runnable:
+        if not runs_here(block):
             continue
         block_env = env_file(page, block.options["env"], env) if "env" in block.options else env
         if "serves" in block.options:
@@ -149,7 +152,7 @@ def test_the_pages_runnable_commands_run_and_print_what_the_page_shows(page, tmp
         ran += 1
     stop_all(servers)
 
-    assert ran == sum(b.runnable for b in docblocks.blocks(page))
+    assert ran == sum(map(runs_here, docblocks.blocks(page)))
 
 
 def run_block(block: docblocks.Block, script: str, env: dict[str, str]) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect as connect_websocket
 
+from tests import docblocks
 from tests.conftest import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,9 +46,32 @@ def ship(order_id: int) -> None:
     Order.objects.filter(pk=order_id).update(shipped=True)
 
 
+@register
+async def ship_async(order_id: int) -> None:
+    await Order.objects.filter(pk=order_id).aupdate(shipped=True)
+
+
 @task
 def invoice_total(order_id: int) -> int:
     return Order.objects.get(pk=order_id).total * 2
+"""
+
+#: The user's own test of a process-isolated task: the child must write to the test database.
+USER_TESTS = """from django.core.management import call_command
+from django.test import TransactionTestCase
+
+from conductor.task import Task
+
+from .models import Order
+
+
+class ProcessIsolationTests(TransactionTestCase):
+    def test_a_child_process_ships_the_order_in_the_test_database(self):
+        order = Order.objects.create(total=1)
+        Task(name="ship", func="app.tasks.ship", args_in={"order_id": order.pk}, isolation="process").save()
+        call_command("runtasks", "--once", verbosity=0)
+        order.refresh_from_db()
+        self.assertTrue(order.shipped)
 """
 
 
@@ -150,10 +174,49 @@ def test_a_registered_function_of_the_users_app_changes_the_users_model(project:
         "from conductor.task import Task; "
         f"Task(name='ship', func='app.tasks.ship', args_in={{'order_id': {order}}}).save()"
     )
-    project.manage("runtasks", "--once")
+    done = project.manage("runtasks", "--once")
     assert (
         project.shell(f"from app.models import Order; print(Order.objects.get(pk={order}).shipped)") == "True"
     )
+    # A startproject's LOGGING has no handler for Conductor: runtasks adds one, so INFO lines show.
+    assert re.search(r"INFO +conductor\.runner: Runner \S+ up: ", done.stderr), done.stderr
+    # Its hint for live state names what configures it in this project, not this repository's REDIS_URL.
+    assert "Live state stays in this process" in done.stderr
+    assert "cross-process CHANNEL_LAYERS" in done.stderr
+    assert "set REDIS_URL" not in done.stderr
+
+
+@pytest.mark.parametrize("function", ["ship", "ship_async"])
+def test_a_process_isolated_function_of_the_users_app_changes_the_users_model(
+    project: Project, function: str
+) -> None:
+    order = project.shell("from app.models import Order; print(Order.objects.create(total=3).pk)")
+    project.shell(
+        "from conductor.task import Task; "
+        f"Task(name='ship', func='app.tasks.{function}', args_in={{'order_id': {order}}}, "
+        "isolation='process').save()"
+    )
+    done = project.manage("runtasks", "--once")
+    shipped = project.shell(f"from app.models import Order; print(Order.objects.get(pk={order}).shipped)")
+    assert shipped == "True", done.stderr
+
+
+def test_a_process_isolated_function_under_the_users_tests_writes_to_the_test_database(
+    project: Project,
+) -> None:
+    """Django's test runner renames the database in the parent only; the child must follow it, not the
+    settings (which name the real database, where the order of the same id would be shipped instead)."""
+    (project.root / "app" / "tests.py").write_text(USER_TESTS)
+    settings = project.root / "server" / "settings.py"
+    original = settings.read_text()
+    try:  # a file, not SQLite's in-memory test database, which no other process can open
+        settings.write_text(
+            original + '\nDATABASES["default"]["TEST"] = {"NAME": BASE_DIR / "test.sqlite3"}\n'
+        )
+        done = project.manage("test", "app", "--noinput", check=False)
+    finally:
+        settings.write_text(original)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_a_django_task_enqueued_from_the_users_code_finishes_and_is_read_back(project: Project) -> None:
@@ -197,19 +260,51 @@ def test_the_checks_pass_and_name_what_is_missing(project: Project) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_a_bad_environment_variable_is_named_as_the_variable(project: Project) -> None:
+    original = project.env
+    project.env = {**original, "CONDUCTOR_THREADS": "abc"}
+    try:
+        done = project.manage("check", check=False)
+    finally:
+        project.env = original
+    assert done.returncode != 0
+    assert "CONDUCTOR_THREADS (in the environment) is 'abc'" in done.stderr
+    assert "CONDUCTOR['THREADS']" not in done.stderr  # a dict this project never wrote
+
+
+def test_an_asgi_py_without_the_route_is_named_with_the_lines_to_add(project: Project) -> None:
+    """A startproject has no ASGI_APPLICATION: daphne would serve server/asgi.py, which must route the
+    dashboard's socket (else daphne answers it with 500 and the page reconnects for ever)."""
+    asgi = project.root / "server" / "asgi.py"
+    original = asgi.read_text()
+    try:
+        asgi.write_text(original.split(install_lines()["asgi.py"])[0])  # as startproject wrote it
+        done = project.manage("check", check=False)
+    finally:
+        asgi.write_text(original)
+    said = done.stdout + done.stderr
+    assert "conductor.W005" in said
+    assert "server/asgi.py" in said
+    assert "application = with_conductor(application)" in said
+    assert "Traceback" not in said
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
-def test_runtasks_serve_gives_staff_the_dashboard_its_assets_and_a_live_snapshot(project: Project) -> None:
-    project.shell(
-        "from conductor.task import Task; "
-        "Task(task_id='users-own', name='the users own task', func='app.tasks.ship', run_in=3600, "
-        "args_in={'order_id': 0}).save()"
-    )
-    session = project.shell(
+def run_block() -> docblocks.Block:
+    """docs/install.md's "Run" block, which only a user's project can print (marked ``installed``)."""
+    (block,) = [b for b in docblocks.blocks(REPO / "docs" / "install.md") if "installed" in b.options]
+    assert "serves" in block.options
+    assert block.output is not None
+    return block
+
+
+def staff_session(project: Project) -> str:
+    return project.shell(
         "from django.contrib.auth.models import User;"
         "from django.contrib.sessions.backends.db import SessionStore;"
         "from django.contrib.auth import SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY;"
@@ -217,31 +312,59 @@ def test_runtasks_serve_gives_staff_the_dashboard_its_assets_and_a_live_snapshot
         "s[SESSION_KEY] = str(u.pk); s[BACKEND_SESSION_KEY] = 'django.contrib.auth.backends.ModelBackend';"
         "s[HASH_SESSION_KEY] = u.get_session_auth_hash(); s.save(); print(s.session_key)"
     )
-    port = free_port()
-    server = subprocess.Popen([str(project.python), "manage.py", "runtasks", "--serve", f"127.0.0.1:{port}"],
-                              cwd=project.root, env=project.env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    try:
-        failure = _dashboard_failure(f"http://127.0.0.1:{port}", session)
-    finally:
-        server.terminate()
-        output = server.communicate(timeout=30)[0]
-    assert failure is None, f"{failure}\n--- runtasks --serve said:\n{output}"
+
+
+def test_the_install_docs_run_block_prints_its_lines_and_serves_the_dashboard(
+    project: Project, tmp_path: Path
+) -> None:
+    """The page's commands, as a user types them in their project, print the page's output lines (the
+    dashboard's URL where the project mounted it, the runner's INFO line), and that URL is the dashboard."""
+    project.shell(
+        "from conductor.task import Task; "
+        "Task(task_id='users-own', name='the users own task', func='app.tasks.ship', run_in=3600, "
+        "args_in={'order_id': 0}).save()"
+    )
+    session = staff_session(project)
+    block, port = run_block(), free_port()
+    expected = re.sub(r"\b8000\b", str(port), block.output.text)
+    script = docblocks.exec_last(re.sub(r"\b8000\b", str(port), block.text))
+    env = {**project.env, "PATH": f"{project.python.parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONUNBUFFERED": "1"}  # fmt: skip
+    log = tmp_path / "serve.log"  # read by path: the server's own file offset is left alone
+    with log.open("wb") as out:
+        server = subprocess.Popen(["sh", "-e", "-c", script], cwd=project.root, env=env, stdout=out,
+                                  stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            failure = _served_failure(server, log, expected, session)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    output = log.read_text()
+    assert failure is None, f"{failure}\n--- {block.where} said:\n{output}"
     assert "Traceback" not in output, output
 
 
-def _dashboard_failure(base: str, session: str) -> str | None:
-    """What is wrong with the served dashboard, or None (the caller adds the server's output)."""
+def _served_failure(server: subprocess.Popen, log: Path, expected: str, session: str) -> str | None:
+    """What is wrong with the served block's output or dashboard, or None (the caller adds the output)."""
+
+    def printed() -> str:
+        return log.read_text(errors="replace")
+
     try:
-        _check_dashboard(base, session)
+        wait_until(lambda: docblocks.output_contains(expected, printed()) or server.poll() is not None,
+                   timeout=60, interval=0.05, message="runtasks --serve up")  # fmt: skip
+        assert docblocks.output_contains(expected, printed()), f"docs/install.md shows:\n{expected}"
+        (url,) = re.findall(r"^Dashboard: (\S+)$", printed(), flags=re.M)
+        _check_dashboard(url, session)
     except (AssertionError, OSError, ValueError) as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
 
 
-def _check_dashboard(base: str, session: str) -> None:
-    wait_until(lambda: _answers(base), timeout=30, message="runtasks --serve listening")
-    page = _get(f"{base}/conductor/", session)
+def _check_dashboard(url: str, session: str) -> None:
+    base, path = re.fullmatch(r"(http://[^/]+)(/.*)", url).groups()
+    assert path == "/conductor/", url  # where the project's urls.py mounted conductor.urls
+    page = _get(url, session)
     assert page.status == 200
     html = page.read().decode()
     assert 'data-socket="/ws/dashboard/"' in html
@@ -255,14 +378,6 @@ def _check_dashboard(base: str, session: str) -> None:
     assert snapshot["type"] == "snapshot"
     assert "the users own task" in [task["name"] for task in snapshot["tasks"]]
     assert "app.tasks.ship" in [function["path"] for function in snapshot["functions"]]
-
-
-def _answers(base: str) -> bool:
-    try:
-        urllib.request.urlopen(f"{base}/admin/login/", timeout=2)
-    except OSError:
-        return False
-    return True
 
 
 def _get(url: str, session: str):
@@ -284,10 +399,28 @@ def test_a_database_of_an_older_conductor_gets_a_one_line_instruction(project: P
     original = settings.read_text()
     try:
         settings.write_text(original + f'\nDATABASES["default"]["NAME"] = {str(old)!r}\n')
-        done = project.manage("migrate", "--noinput", check=False)
+        said = [
+            project.manage(*command, check=False)
+            for command in (["migrate", "--noinput"], ["runtasks", "--once"])
+        ]
+    finally:
+        settings.write_text(original)
+    for done in said:  # runtasks runs the database checks that migrate runs
+        assert done.returncode != 0
+        assert "conductor.E010" in done.stderr
+        assert "Start from a new database" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_runtasks_on_a_database_not_migrated_yet_says_to_migrate(project: Project) -> None:
+    settings = project.root / "server" / "settings.py"
+    original = settings.read_text()
+    try:
+        empty = project.root / "empty.sqlite3"
+        settings.write_text(original + f'\nDATABASES["default"]["NAME"] = {str(empty)!r}\n')
+        done = project.manage("runtasks", "--once", check=False)
     finally:
         settings.write_text(original)
     assert done.returncode != 0
-    assert "conductor.E010" in done.stderr
-    assert "Start from a new database" in done.stderr
+    assert "run `manage.py migrate` first" in done.stderr
     assert "Traceback" not in done.stderr

@@ -320,6 +320,22 @@ def test_the_childs_output_pipe_is_closed():
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
+def test_the_child_uses_the_parents_test_database_whatever_its_environment_says(monkeypatch, tmp_path):
+    from django.db import connection
+
+    elsewhere = tmp_path / "elsewhere.sqlite3"  # what this repository's settings would read in the child
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{elsewhere}")
+    run = make_task(functions.database_name).run()
+    assert (run.status, run.output) == (RunStatus.FINISHED, str(connection.settings_dict["NAME"])), run.error
+    assert not elsewhere.exists() or elsewhere.stat().st_size == 0
+
+
+def test_the_childs_import_path_is_the_projects_and_not_the_interpreters():
+    path = isolation.import_path()
+    assert str(Path.cwd().resolve()) in path  # where manage.py (here: pytest) runs
+    assert not [entry for entry in path if "site-packages" in entry or entry == os.path.dirname(os.__file__)]
+
+
 def test_override_settings_does_not_break_process_isolation():
     task = make_task(functions.add, args_in={"a": 2, "b": 2})
     with override_settings(CONDUCTOR={"TASK_MODULES": ["tests.functions"]}):

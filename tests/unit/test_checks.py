@@ -1,6 +1,7 @@
 """Tests for app.checks: bad Conductor settings and SQLite options are reported with a hint."""
 
 import math
+import sys
 
 import pytest
 from django.core.checks import Error, Warning
@@ -79,6 +80,29 @@ def test_bad_setting_is_an_error_with_an_id_and_a_hint(conductor, check_id, frag
     assert isinstance(error, Error)
     assert fragment in error.msg
     assert error.hint
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [("CONDUCTOR_THREADS", "abc", "CONDUCTOR_THREADS (in the environment) is 'abc'"),
+     ("CONDUCTOR_GRACE", "-1", "CONDUCTOR_GRACE (in the environment) is -1"),
+     ("CONDUCTOR_HEARTBEAT_TIMEOUT", "1", "CONDUCTOR_HEARTBEAT_TIMEOUT (in the environment) (1)")],
+)  # fmt: skip
+def test_a_bad_value_from_the_environment_is_named_as_the_variable(monkeypatch, variable, value, fragment):
+    monkeypatch.setenv(variable, value)
+    with override_settings(CONDUCTOR={}):
+        [error] = check_settings()
+
+    assert fragment in error.msg
+    assert "CONDUCTOR[" not in error.msg + error.hint  # a dict the user never wrote
+
+
+def test_a_key_in_the_dict_wins_over_the_environment_and_is_named_as_such(monkeypatch):
+    monkeypatch.setenv("CONDUCTOR_THREADS", "4")
+    with override_settings(CONDUCTOR={"THREADS": 0}):
+        [error] = check_settings()
+
+    assert "CONDUCTOR['THREADS'] is 0" in error.msg
 
 
 def test_unknown_key_hint_lists_the_known_keys():
@@ -270,6 +294,64 @@ def test_an_asgi_application_that_cannot_be_imported_is_named(settings):
 
     [error] = [m for m in check_project_wiring() if m.id == "conductor.E009"]
     assert "could not be loaded" in error.msg
+
+
+def a_project(root, asgi: str | None) -> str:
+    """A package ``userproject`` in ``root`` with the asgi.py given (None: none), as startproject makes."""
+    package = root / "userproject"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    if asgi is not None:
+        (package / "asgi.py").write_text(asgi)
+    return "userproject.wsgi.application"
+
+
+PLAIN_ASGI = "async def application(scope, receive, send):\n    pass\n"
+
+
+@pytest.fixture
+def no_asgi_application(settings, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "userproject", raising=False)
+    monkeypatch.delitem(sys.modules, "userproject.asgi", raising=False)
+    settings.ASGI_APPLICATION = None
+    return settings
+
+
+def test_without_asgi_application_the_asgi_py_beside_wsgi_py_is_checked(no_asgi_application, tmp_path):
+    no_asgi_application.WSGI_APPLICATION = a_project(tmp_path, PLAIN_ASGI)
+
+    [warning] = [m for m in check_project_wiring() if m.id == "conductor.W005"]
+    assert isinstance(warning, Warning)
+    assert "userproject.asgi.application" in warning.msg
+    assert "userproject/asgi.py" in warning.hint
+    assert "application = with_conductor(application)" in warning.hint
+
+
+def test_an_asgi_py_with_the_route_or_none_at_all_passes(no_asgi_application, tmp_path):
+    routed = "from django.core.asgi import get_asgi_application\nfrom app.asgi import with_conductor\n"
+    routed += "application = with_conductor(get_asgi_application())\n"
+    no_asgi_application.WSGI_APPLICATION = a_project(tmp_path, routed)
+    assert wiring_ids() == set()
+    no_asgi_application.WSGI_APPLICATION = "no_such_project.wsgi.application"
+    assert wiring_ids() == set()
+
+
+def test_an_asgi_py_that_fails_to_load_is_named(no_asgi_application, tmp_path):
+    no_asgi_application.WSGI_APPLICATION = a_project(tmp_path, "raise RuntimeError('broken asgi')\n")
+
+    [warning] = [m for m in check_project_wiring() if m.id == "conductor.W005"]
+    assert "broken asgi" in warning.msg
+
+
+@pytest.mark.parametrize(
+    ("wsgi", "asgi"),
+    [("mysite.wsgi.application", "mysite.asgi.application"), ("a.b.wsgi.app", "a.b.asgi.application"),
+     ("wsgi.application", "asgi.application"), (None, None), ("", None)],
+)  # fmt: skip
+def test_the_conventional_asgi_path_is_the_wsgi_modules_sibling(settings, wsgi, asgi):
+    settings.WSGI_APPLICATION = wsgi
+    assert checks.conventional_asgi_path() == asgi
 
 
 def test_the_walk_finds_the_consumer_behind_middleware_and_routers():

@@ -1,6 +1,7 @@
 """Tests for the management commands: runtasks' option checks and loaddemo."""
 
 import io
+import logging
 import os
 import subprocess
 import sys
@@ -11,7 +12,14 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from app.management.commands.runtasks import address, poll_seconds, positive_int, queue_names, seconds
+from app.management.commands.runtasks import (
+    address,
+    ensure_log_handler,
+    poll_seconds,
+    positive_int,
+    queue_names,
+    seconds,
+)
 from app.serve import is_loopback, parse_address
 from app.status import TaskStatus
 from app.task import Task
@@ -200,3 +208,21 @@ def test_loaddemo_replaces_demo_runs_and_keeps_other_tasks():
     assert Task.objects.filter(task_id="mine").exists()
     assert list(TaskRun.objects.values_list("task__task_id", flat=True)) == ["mine"]
     assert Task.objects.count() == len(DEMO_IDS) + 1
+
+
+def test_a_logger_that_no_handler_would_see_gets_one_on_stderr_once():
+    orphan = logging.Logger("conductor")  # outside the logging tree: no root above it, as in a startproject
+    ensure_log_handler(orphan)
+    ensure_log_handler(orphan)
+    (handler,) = orphan.handlers
+    assert isinstance(handler, logging.StreamHandler)
+    assert handler.stream is sys.stderr
+
+
+def test_a_logger_under_a_handler_gets_none_of_its_own():
+    parent = logging.Logger("project")
+    parent.addHandler(logging.NullHandler())
+    child = logging.Logger("conductor")
+    child.parent = parent
+    ensure_log_handler(child)
+    assert child.handlers == []

@@ -92,7 +92,7 @@ def test_every_shell_block_is_marked_runnable_or_not_with_a_reason():
 def test_runnable_blocks_use_only_known_options():
     for block in shell_blocks():
         if block.runnable:
-            assert set(block.options) <= {"serves", "env"}, block.where
+            assert set(block.options) <= {"serves", "env", "installed"}, block.where
             if "env" in block.options:
                 docblocks.marked_file(REPO_ROOT / block.page, block.options["env"])
 
@@ -176,6 +176,27 @@ def test_every_system_check_id_is_in_the_install_docs_table_and_only_those():
 
     assert not missing(ids, table, "docs/install.md, What the checks tell you")
     assert table_names(table) <= ids, f"documented but not in the code: {table_names(table) - ids}"
+
+
+def changelog_check_ids() -> set[str]:
+    """The ids CHANGELOG.md names, its ranges (`conductor.E001`-`E004`) spelled out."""
+    text = page("CHANGELOG.md")
+    ids = set(re.findall(r"conductor\.[EW]\d{3}", text))
+    for kind, first, last in re.findall(r"`(?:conductor\.)?([EW])(\d{3})`-`\1(\d{3})`", text):
+        ids.update(f"conductor.{kind}{n:03d}" for n in range(int(first), int(last) + 1))
+    ids.update(f"conductor.{i}" for i in re.findall(r"`([EW]\d{3})`", text))
+    return ids
+
+
+def test_the_changelog_names_exactly_the_check_ids_the_code_has():
+    assert changelog_check_ids() == check_ids()
+
+
+def test_the_changelog_has_no_unreleased_section_above_the_released_version():
+    from app import __version__
+
+    versions = re.findall(r"^## \[([^\]]+)\]", page("CHANGELOG.md"), flags=re.M)
+    assert versions[0] == __version__, versions
 
 
 # Messages -----------------------------------------------------------------------------------------

@@ -188,7 +188,10 @@ def test_live_status(monkeypatch):
     monkeypatch.setattr(snapshot, "layer_reaches_other_processes", lambda: False)
     status = live_status()
     assert status["ok"] is False
-    assert "REDIS_URL" in status["reason"]
+    # What configures a layer in any project; REDIS_URL only as what this repository's settings read.
+    assert "CHANNEL_LAYERS" in status["reason"]
+    assert "django-conductor[redis]" in status["reason"]
+    assert "in Conductor's own project, REDIS_URL" in status["reason"]
     monkeypatch.setattr(snapshot, "layer_reaches_other_processes", lambda: True)
     assert live_status() == {"ok": True, "reason": ""}
     monkeypatch.setattr(snapshot, "layer_reaches_other_processes", lambda: False)

@@ -6,16 +6,21 @@ from argparse import ArgumentTypeError
 from typing import Any
 
 from django.conf import settings
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection
 
 from ... import conf, serve
 from ...bridge import ChannelBridge, layer_reaches_other_processes
+from ...livelayer import CROSS_PROCESS_LAYER
 from ...runner import Runner, RunnerOptions
 
 logger = logging.getLogger("conductor.runner")
 DEFAULT_ADDRESS = "127.0.0.1:8000"
 
 VERBOSITY_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
+#: This repository's console format (server/settings.py), for projects whose LOGGING gives Conductor none.
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 def set_log_level(verbosity: int | None) -> None:
@@ -26,6 +31,16 @@ def set_log_level(verbosity: int | None) -> None:
         conductor_logger.setLevel(VERBOSITY_LEVELS[verbosity])
     elif conductor_logger.level == logging.NOTSET:
         conductor_logger.setLevel(logging.INFO)
+    ensure_log_handler(conductor_logger)
+
+
+def ensure_log_handler(conductor_logger: logging.Logger) -> None:
+    """A stderr handler when no handler would see Conductor's records (a startproject's LOGGING has none
+    above ``conductor``): else only logging's last resort prints them, and it drops all below WARNING."""
+    if not conductor_logger.hasHandlers():  # lastResort is not a handler: hasHandlers() ignores it
+        handler = logging.StreamHandler()  # stderr, as the last resort and Django's console handler
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        conductor_logger.addHandler(handler)
 
 
 # Option types: argparse calls them, and exits 2 with "argument --x: <message>" when one raises.
@@ -124,6 +139,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         runner_options = self._runner_options(options)
         address = self._address(options["serve"])
+        self._check_database()
         set_log_level(options["verbosity"])
         bridge = self._bridge(address)
         runner = Runner(runner_options, bridge=bridge)
@@ -139,6 +155,22 @@ class Command(BaseCommand):
                     serve.drain_and_stop(bridge.loop)
         if code:
             raise SystemExit(code)
+
+    def _check_database(self) -> None:
+        """The database checks migrate runs (conductor.E010: a database of an older Conductor), and that
+        Conductor's tables are there: one line saying what to do, not a traceback from the first query."""
+        from ...runnerprocess import RunnerProcess
+
+        try:
+            self.check(tags=[Tags.database], databases=[DEFAULT_DB_ALIAS])
+            tables = connection.introspection.table_names()
+        except DatabaseError as exc:
+            raise CommandError(f"The database cannot be used: {exc}") from exc
+        if RunnerProcess._meta.db_table not in tables:
+            raise CommandError(
+                f"Conductor's tables are not in the database {connection.settings_dict['NAME']}: "
+                "run `manage.py migrate` first."
+            )
 
     def _address(self, parsed: tuple[str, int] | None) -> tuple[str, int] | None:
         """The address its option type parsed, refused while DEBUG is on unless it is a loopback one."""
@@ -162,13 +194,14 @@ class Command(BaseCommand):
                 loop = serve.start_server(*address)
             except serve.ServeError as exc:
                 raise CommandError(f"--serve: {exc}") from exc
-            self.stdout.write(f"Dashboard: http://{address[0]}:{address[1]}/dashboard/")
+            self.stdout.write(f"Dashboard: {serve.dashboard_url(*address)}")  # where the URLconf put it
             return ChannelBridge(loop=loop).start()
         if layer_reaches_other_processes():
             return ChannelBridge().start()
         logger.warning(
             "Live state stays in this process: the in-memory channel layer cannot reach a web server "
-            "elsewhere, so dashboards will not update live. Use runtasks --serve, or set REDIS_URL."
+            "elsewhere, so dashboards will not update live. Use runtasks --serve, or configure a "
+            f"cross-process CHANNEL_LAYERS in every process: {CROSS_PROCESS_LAYER}."
         )
         return None
 
