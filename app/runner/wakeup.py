@@ -149,6 +149,8 @@ LIBPQ_OPTIONS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "
 LISTEN_SLICE = 1.0
 #: Seconds between tries to LISTEN again after the connection was lost.
 LISTEN_RETRY = 5.0
+#: Longest wait at start for the first LISTEN (a database that neither answers nor refuses).
+FIRST_LISTEN_WAIT = 5.0
 
 
 class PostgresWatcher:
@@ -166,10 +168,14 @@ class PostgresWatcher:
         self.reconnected = reconnected
         self._failures = 0
         self._stopped = threading.Event()
+        self._first_try = threading.Event()  # set once LISTEN is on, or has failed once
         self._thread = threading.Thread(target=self._watch, name="conductor-wakeup", daemon=True)
 
     def start(self) -> "PostgresWatcher":
+        """Started, and listening unless the database refused: a task saved after this returns wakes the
+        runner (before, one saved between the runner's first claim and its LISTEN waited for the poll)."""
         self._thread.start()
+        self._first_try.wait(timeout=FIRST_LISTEN_WAIT)
         return self
 
     def stop(self) -> None:
@@ -189,6 +195,7 @@ class PostgresWatcher:
         from psycopg import OperationalError
 
         self._failures += 1
+        self._first_try.set()
         retrying = f"polling meanwhile, retrying every {LISTEN_RETRY} s"
         if self._failures > 1:
             logger.debug("LISTEN still failing (try %d): %s", self._failures, exc)
@@ -220,6 +227,7 @@ class PostgresWatcher:
         params.update({key: options[key] for key in LIBPQ_OPTIONS if key in options})  # TLS and the like
         with psycopg.connect(autocommit=True, **{k: v for k, v in params.items() if v}) as listener:
             listener.execute(f"LISTEN {CHANNEL}")
+            self._first_try.set()
             self._on_listening()
             while not self._stopped.is_set():
                 for _ in listener.notifies(timeout=LISTEN_SLICE):
