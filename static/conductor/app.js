@@ -11,7 +11,8 @@ import { runIsRunning } from "./render/stack.js";
 const FLASH_MS = 6000;
 
 /**
- * @param render (page) => void, called at most once per animation frame
+ * @param render (page) => void or milliseconds until it wants to run again (lib/dom.js frameScheduler),
+ *   called at most once per animation frame
  * @param afterChange (page, before) => void, after each action (fetch what the new state wants)
  * @param onEvents (page, events) => void, after a batch of events is in the store
  * @param onSnapshot (page) => void, after each snapshot (the page reads what else it shows again)
@@ -34,7 +35,7 @@ export function startPage({ render, afterChange = () => {}, onEvents = () => {},
   };
   page.markDirty = frameScheduler(() => {
     renderHeader(page.state);
-    render(page);
+    return render(page); // when it wants to run again (panels.js), if it says
   });
   const connection = new Connection({
     path: root.dataset.socket,

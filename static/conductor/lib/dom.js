@@ -111,32 +111,33 @@ export function setOptions(select, options) {
   if (options.some(([value]) => value === chosen)) select.value = chosen;
 }
 
-/** Whether any of ``inputs`` differs (by identity) from what ``memory[name]`` last held: a panel whose
- * inputs did not change since the last frame is not drawn again. */
-export function changed(memory, name, inputs) {
-  const before = memory[name];
-  memory[name] = inputs;
-  return !before || before.length !== inputs.length || inputs.some((input, index) => input !== before[index]);
-}
-
 // One formatter for every time shown: toLocaleTimeString builds one per call, which costs
 // milliseconds when a table of clocks is drawn during a burst.
 const TIME = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
 export const timeOfDay = (date) => TIME.format(date);
 
-/** Calls ``render`` at most once per animation frame, however often ``markDirty`` is called. */
+/**
+ * Calls ``render`` at most once per animation frame, however often ``markDirty`` is called. ``render``
+ * may return when it wants to run again without being asked (panels.js): 0 for the next frame (it
+ * deferred work), milliseconds for later (a panel held back by its rate), nothing or Infinity for never.
+ */
 export function frameScheduler(render) {
   let dirty = false;
-  const run = () => {
-    dirty = false;
-    render();
-  };
-  return () => {
+  let timer = null;
+  const markDirty = () => {
     if (!dirty) {
       dirty = true;
       requestAnimationFrame(run);
     }
   };
+  const run = () => {
+    dirty = false;
+    const again = render();
+    clearTimeout(timer);
+    if (again === 0) markDirty();
+    else if (again > 0 && Number.isFinite(again)) timer = setTimeout(markDirty, again);
+  };
+  return markDirty;
 }
 
 /** GET a dashboard JSON view: the answer, or {error, field} (a refusal, a network failure). */
