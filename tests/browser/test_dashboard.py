@@ -283,3 +283,42 @@ def test_a_web_server_without_live_events_says_so_and_refreshes_from_the_databas
         finally:
             web.terminate()
             web.wait(15)
+
+
+def click_listeners(cdp, expression: str) -> int:
+    """How many click listeners the element ``expression`` evaluates to has (DevTools protocol)."""
+    found = cdp.send("Runtime.evaluate", {"expression": expression})["result"]
+    listeners = cdp.send("DOMDebugger.getEventListeners", {"objectId": found["objectId"]})["listeners"]
+    return sum(1 for listener in listeners if listener["type"] == "click")
+
+
+def test_timeline_bars_share_one_click_listener_and_a_running_bar_opens_its_stack(open_dashboard):
+    page = open_dashboard()
+    for number in range(5):
+        Task.objects.create(name=f"quick {number}", func="tests.functions.add", args_in={"a": number})
+    slow = Task.objects.create(
+        name="slow printer", func="server.demo.tasks.slow_job", args_in={"seconds": 60, "steps": 240}
+    )
+    timeline = page.get_by_test_id("timeline")
+    expect(timeline.locator('[data-testid="timeline-bar"][data-status="finished"]')).to_have_count(5)
+    running = timeline.locator(f'[data-testid="timeline-bar"][data-run-id="{only_run(slow).pk}"]')
+    expect(running).to_have_attribute("data-status", "running")
+    expect(running).to_have_attribute("title", re.compile(r"^slow printer · run \d+ · running · "))
+
+    cdp = page.context.new_cdp_session(page)
+    track = "document.querySelector('[data-testid=\"timeline\"] .tl-track')"
+    bars = "document.querySelectorAll('[data-testid=\"timeline-bar\"]')"
+    for index in range(page.evaluate(f"() => {bars}.length")):
+        assert click_listeners(cdp, f"{bars}[{index}]") == 0
+    assert click_listeners(cdp, track) == 1
+
+    running.click()
+    panel = page.get_by_test_id("stack-panel")
+    expect(panel).to_be_visible()
+    expect(panel.get_by_test_id("stack-title")).to_contain_text("slow printer")
+    panel.get_by_test_id("cancel-run").click()
+    expect(panel).to_have_attribute("data-status", "cancelled")
+
+    Task.objects.create(name="one more", func="tests.functions.add", args_in={"a": 9})
+    expect(timeline.locator('[data-testid="timeline-bar"][data-status="finished"]')).to_have_count(6)
+    assert click_listeners(cdp, track) == 1  # drawn again and again: still the one listener

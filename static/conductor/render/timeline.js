@@ -11,10 +11,9 @@ export function renderTimeline(runs, now, onBarClick) {
   const root = byTestId("timeline");
   const lanes = timelineLanes(runs, now);
   const from = now - TIMELINE_SECONDS;
-  if (!root.firstChild) {
-    root.append(el("div", { class: "tl-labels" }), el("div", { class: "tl-track" }, axis()));
-  }
+  if (!root.firstChild) buildTimeline(root);
   const [labels, track] = root.children;
+  track.onBarClick = onBarClick; // the delegated listener calls the newest
   const labelText = lanes.map((lane) => lane.label).join("\n");
   if (labels.dataset.sig !== labelText) {
     labels.dataset.sig = labelText;
@@ -27,7 +26,7 @@ export function renderTimeline(runs, now, onBarClick) {
       let bar = bars.get(String(run.id));
       if (bar) bars.delete(String(run.id));
       else {
-        bar = el("div", { class: "tl-bar", "data-testid": "timeline-bar", "data-run-id": run.id, onclick: () => onBarClick(run.id) });
+        bar = el("div", { class: "tl-bar", "data-testid": "timeline-bar", "data-run-id": run.id });
         track.append(bar);
       }
       placeBar(bar, run, index, from, now);
@@ -35,6 +34,17 @@ export function renderTimeline(runs, now, onBarClick) {
   });
   for (const bar of bars.values()) bar.remove();
   root.classList.toggle("empty-timeline", lanes.length === 0);
+}
+
+// One click listener on the track serves every bar: bars come and go by the thousand during a drain,
+// and a listener per bar was one more closure (holding its run and the page's handler) made per bar.
+function buildTimeline(root) {
+  const track = el("div", { class: "tl-track" }, axis());
+  track.addEventListener("click", (event) => {
+    const bar = event.target.closest(".tl-bar[data-run-id]");
+    if (bar) track.onBarClick(Number(bar.dataset.runId));
+  });
+  root.append(el("div", { class: "tl-labels" }), track);
 }
 
 function placeBar(bar, run, lane, from, now) {
