@@ -57,7 +57,10 @@ function drawTasks(page, now) {
 const drawPanels = panelDrawer(PANELS);
 const render = (page) => drawPanels(page, page.serverNow());
 
-const page = startPage({ render, afterChange: fetchLists });
+// During a burst every socket message changed the store and asked for a frame: 27 frames a second, each
+// with its commit and compositor work competing for the CPU with the runner, most of them drawing
+// nothing (the large panels wait for their beat). Ten a second is enough for the rest.
+const page = startPage({ render, afterChange: fetchLists, minFrameGapMs: 100 });
 const changeList = (kind, change) => page.dispatch({ type: "list", kind, change });
 wireListControls("tasks", changeList);
 wireListControls("runs", changeList);

@@ -60,3 +60,15 @@ test("many changes within a rate's period are drawn once, with the last state", 
   clock.ms += 250;
   assert.deepEqual(frame({ table: 10 }).drawn, ["table"]);
 });
+
+test("panels with the same rate come due together, on the clock's beats", () => {
+  const { clock, frame } = setUp([{ name: "threads", perSecond: 4 }, { name: "runs", perSecond: 4 }]);
+  frame({ threads: 0, runs: 0 }); // at 1,000 ms: the beat of 1,000-1,250
+  clock.ms += 100;
+  assert.deepEqual(frame({ threads: 1, runs: 0 }).drawn, []);
+  clock.ms += 50;
+  const held = frame({ threads: 1, runs: 1 });
+  assert.deepEqual(held.drawn, []);
+  clock.ms += held.again; // the next beat: both, in one frame (one layout and paint, not two)
+  assert.deepEqual(frame({ threads: 1, runs: 1 }).drawn, ["threads", "runs"]);
+});

@@ -117,21 +117,25 @@ const TIME = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit", s
 export const timeOfDay = (date) => TIME.format(date);
 
 /**
- * Calls ``render`` at most once per animation frame, however often ``markDirty`` is called. ``render``
- * may return when it wants to run again without being asked (panels.js): 0 for the next frame (it
- * deferred work), milliseconds for later (a panel held back by its rate), nothing or Infinity for never.
+ * Calls ``render`` at most once per animation frame, however often ``markDirty`` is called, and no
+ * sooner than ``minGapMs`` after the last call. ``render`` may return when it wants to run again without
+ * being asked (panels.js): 0 for the next frame (it deferred work), milliseconds for later (a panel held
+ * back by its rate), nothing or Infinity for never.
  */
-export function frameScheduler(render) {
+export function frameScheduler(render, { minGapMs = 0 } = {}) {
   let dirty = false;
   let timer = null;
+  let last = -Infinity;
   const markDirty = () => {
-    if (!dirty) {
-      dirty = true;
-      requestAnimationFrame(run);
-    }
+    if (dirty) return;
+    dirty = true;
+    const wait = last + minGapMs - performance.now();
+    if (wait > 0) setTimeout(() => requestAnimationFrame(run), wait);
+    else requestAnimationFrame(run);
   };
   const run = () => {
     dirty = false;
+    last = performance.now();
     const again = render();
     clearTimeout(timer);
     if (again === 0) markDirty();
