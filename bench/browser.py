@@ -37,6 +37,7 @@ WATCH = """() => {
     }).observe({ type: "longtask", buffered: true });
 }"""
 STATE = """() => ({ nodes: document.getElementsByTagName("*").length,
+    threads: document.querySelectorAll('[data-testid="thread-row"]').length,
     heap: performance.memory ? performance.memory.usedJSHeapSize : null,
     longTasks: window.longTasks.splice(0) })"""
 
@@ -110,7 +111,7 @@ def watch_drain(bench: Any, page: Any, cdp: Any, round_no: int) -> dict[str, Any
     say(f"  browser drain {round_no}: {BROWSER_DRAIN:,} tasks in {result['drain_s']:.1f} s; longest "
         f"main-thread task {longest:.0f} ms; round trip p50 {percentile(result['trips'], 50):.0f} ms, max "
         f"{result['trips'][-1]:.0f} ms; {state['nodes']:,} DOM nodes; heap {mb(state['heap'])} MB, "
-        f"{mb(result['collected'])} MB after GC")  # fmt: skip
+        f"{mb(result['collected'])} MB after GC; {state['threads']} thread rows")  # fmt: skip
     Task.objects.all().delete()
     return result
 
@@ -131,6 +132,7 @@ def browser_rows(drains: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
              f"{drain['trips'][-1]:.0f} ms", f"{len(drain['trips'])} samples; target under 100 ms"),
             (f"browser drain {n}: DOM nodes / JS heap after", f"{drain['nodes']:,} / {heap}",
              f"{BROWSER_DRAIN:,} tasks in {drain['drain_s']:.1f} s; targets: DOM under 5,000, heap flat"),
+            (f"browser drain {n}: thread rows shown after", f"{drain['threads']}", "the drain is over: 0"),
         ]  # fmt: skip
     if len(drains) == 2:
         first, second = drains
