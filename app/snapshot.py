@@ -199,6 +199,7 @@ def build_snapshot(user: Any) -> dict[str, Any]:
         if runner.pk in live_runners
         for thread in runner.threads_state
     ]
+    threads = without_ended_runs(threads)
     tasks = Task.objects.order_by("status", "next_run")[:MOST_TASKS]
     runs = TaskRun.objects.select_related("task").order_by("-started_at")[:RECENT_RUNS]
     return {
@@ -218,6 +219,25 @@ def build_snapshot(user: Any) -> dict[str, Any]:
         "tasks": [task_state(t) for t in tasks],
         "runs": [run_state(r) for r in runs],
     }
+
+
+def without_ended_runs(threads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Threads as of the last heartbeat (up to a heartbeat old), less those whose run has ended since.
+
+    During a drain hundreds of runs end between two heartbeats, their end events came before this
+    snapshot, and most of them are older than the snapshot's runs: a page kept each such thread as running
+    until the next snapshot (25 "running" threads on a runner of 8). The database says which ended.
+    """
+    from .status import RunStatus
+    from .taskrun import TaskRun
+
+    runs = [thread["run"] for thread in threads if isinstance(thread.get("run"), int)]
+    if not runs:
+        return threads
+    ended = set(
+        TaskRun.objects.filter(pk__in=runs).exclude(status=RunStatus.RUNNING).values_list("pk", flat=True)
+    )
+    return [thread for thread in threads if thread.get("run") not in ended]
 
 
 def _task(row: dict | None) -> Any:

@@ -11,13 +11,15 @@ import { runIsRunning } from "./render/stack.js";
 const FLASH_MS = 6000;
 
 /**
- * @param render (page) => void, called at most once per animation frame
+ * @param render (page) => void or milliseconds until it wants to run again (lib/dom.js frameScheduler),
+ *   called at most once per animation frame
  * @param afterChange (page, before) => void, after each action (fetch what the new state wants)
  * @param onEvents (page, events) => void, after a batch of events is in the store
  * @param onSnapshot (page) => void, after each snapshot (the page reads what else it shows again)
  * @param filters the lists' first filters, {tasks: {...}, runs: {...}}
+ * @param minFrameGapMs the least time between two renders (lib/dom.js frameScheduler)
  */
-export function startPage({ render, afterChange = () => {}, onEvents = () => {}, onSnapshot = () => {}, filters = {} }) {
+export function startPage({ render, afterChange = () => {}, onEvents = () => {}, onSnapshot = () => {}, filters = {}, minFrameGapMs = 0 }) {
   const root = document.getElementById("app");
   const page = {
     base: root.dataset.base,
@@ -34,8 +36,8 @@ export function startPage({ render, afterChange = () => {}, onEvents = () => {},
   };
   page.markDirty = frameScheduler(() => {
     renderHeader(page.state);
-    render(page);
-  });
+    return render(page); // when it wants to run again (panels.js), if it says
+  }, { minGapMs: minFrameGapMs });
   const connection = new Connection({
     path: root.dataset.socket,
     onMessage: (message, pending) => onMessage(page, message, pending, { onEvents, onSnapshot }),

@@ -5,7 +5,8 @@
 
 import { startPage } from "./app.js";
 import { listFetcher } from "./listfetch.js";
-import { byTestId, changed } from "./lib/dom.js";
+import { byTestId } from "./lib/dom.js";
+import { panelDrawer } from "./panels.js";
 import { renderCreate, wireCreate } from "./render/create.js";
 import { renderChoices, renderPager, wireListControls } from "./render/listcontrols.js";
 import { renderRunners, renderThreads } from "./render/runners.js";
@@ -16,39 +17,50 @@ import { startCharts } from "./chartpanel.js";
 
 const fetchLists = listFetcher(["tasks", "runs"]);
 
-const drawn = {}; // what each panel was last drawn from (lib/dom.js changed)
-// Panels whose rows churn during a burst (threads come and go in milliseconds, bars move) are drawn at
-// most this often: each drawing re-lays out the page, and nobody reads faster.
+// Panels whose rows churn during a burst (threads come and go in milliseconds, bars move, pages of
+// tasks and runs are read again) are drawn at most this often: each drawing costs layout, and nobody
+// reads faster. panels.js also spreads a frame's panels over several frames when they do not fit.
 const CHURN_PER_SECOND = 4;
+const second = (now) => Math.floor(now);
+const quarter = (now) => Math.floor(now * CHURN_PER_SECOND);
 
-function render(page) {
+const PANELS = [
+  { name: "runners", inputs: ({ state }, now) => [state.runners, state.clockSkewWarning, second(now)],
+    draw: ({ state, base }, now) => renderRunners(state.runners.values(), now, base, state.clockSkewWarning) },
+  { name: "threads", perSecond: CHURN_PER_SECOND, inputs: ({ state }, now) => [state.threads, state.stack?.run, quarter(now)],
+    draw: (page, now) => renderThreads(page.state.threads.values(), now, { openStack: page.openStack, selectedRun: page.state.stack?.run, clock: page.clock }) },
+  { name: "stack", inputs: ({ state }, now) => [state.stack, state.logs, state.threads, state.runs, state.recent, state.user, second(now)],
+    draw: (page) => renderStack(page.state, page.clock) },
+  { name: "timeline", perSecond: CHURN_PER_SECOND, inputs: ({ state }, now) => [state.recent, quarter(now)],
+    draw: (page, now) => renderTimeline(page.state.recent.values(), now, (run) => runIsRunning(page.state, run) && page.openStack(run)) },
+  { name: "tasks", perSecond: CHURN_PER_SECOND, inputs: ({ state }, now) => [state.tasks, state.lists.tasks, state.user, state.created, second(now)],
+    draw: drawTasks },
+  { name: "runs", perSecond: CHURN_PER_SECOND, inputs: ({ state }, now) => [state.runs, state.lists.runs, state.threads, second(now)],
+    draw: (page, now) => renderRunsPanel(page, now) },
+  { name: "choices", inputs: ({ state }) => [state.functions, state.runners],
+    draw: ({ state }) => {
+      for (const kind of ["tasks", "runs"]) renderChoices(kind, { functions: state.functions, runners: state.runners.values() });
+    } },
+  { name: "create", inputs: ({ state }) => [state.user, state.functions, state.form, state.results, byTestId("create-func").value],
+    draw: ({ state }) => renderCreate(state) },
+];
+
+function drawTasks(page, now) {
   const { state } = page;
-  const now = page.serverNow();
-  const second = Math.floor(now);
-  if (changed(drawn, "runners", [state.runners, second])) renderRunners(state.runners.values(), now, page.base, state.clockSkewWarning);
-  const quarter = Math.floor(now * CHURN_PER_SECOND);
-  if (changed(drawn, "threads", [state.threads, state.stack?.run, quarter])) {
-    renderThreads(state.threads.values(), now, { openStack: page.openStack, selectedRun: state.stack?.run, clock: page.clock });
-  }
-  renderStack(state, page.clock);
-  if (changed(drawn, "timeline", [quarter])) {
-    renderTimeline(state.recent.values(), now, (run) => runIsRunning(page.state, run) && page.openStack(run));
-  }
   const taskList = state.lists.tasks;
-  if (changed(drawn, "tasks", [state.tasks, taskList, state.user, state.created, second])) {
-    renderTaskRows(byTestId("tasks"), taskList.ids.map((id) => state.tasks.get(id)).filter(Boolean), {
-      base: page.base, now, canChange: state.user.can_change, created: state.created, taskAction: page.taskAction,
-    });
-    renderPager("tasks", taskList);
-  }
-  if (changed(drawn, "runs", [state.runs, state.lists.runs, state.threads, second])) renderRunsPanel(page, now);
-  if (changed(drawn, "choices", [state.functions, state.runners])) {
-    for (const kind of ["tasks", "runs"]) renderChoices(kind, { functions: state.functions, runners: state.runners.values() });
-  }
-  if (changed(drawn, "create", [state.user, state.functions, state.form, state.results, byTestId("create-func").value])) renderCreate(state);
+  renderTaskRows(byTestId("tasks"), taskList.ids.map((id) => state.tasks.get(id)).filter(Boolean), {
+    base: page.base, now, canChange: state.user.can_change, created: state.created, taskAction: page.taskAction,
+  });
+  renderPager("tasks", taskList);
 }
 
-const page = startPage({ render, afterChange: fetchLists });
+const drawPanels = panelDrawer(PANELS);
+const render = (page) => drawPanels(page, page.serverNow());
+
+// During a burst every socket message changed the store and asked for a frame: 27 frames a second, each
+// with its commit and compositor work competing for the CPU with the runner, most of them drawing
+// nothing (the large panels wait for their beat). Ten a second is enough for the rest.
+const page = startPage({ render, afterChange: fetchLists, minFrameGapMs: 100 });
 const changeList = (kind, change) => page.dispatch({ type: "list", kind, change });
 wireListControls("tasks", changeList);
 wireListControls("runs", changeList);

@@ -8,10 +8,12 @@ import io
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from app.status import RunStatus
@@ -20,6 +22,9 @@ from app.taskrun import TaskRun
 from tests.acceptance.conftest import REPO_ROOT, port_open
 from tests.browser.conftest import PASSWORD, SCREENSHOTS, STARTUP, log_in
 from tests.conftest import wait_until
+
+#: static/conductor/store.js KEEP_RECENT: the runs the timeline keeps.
+KEEP_RECENT = 200
 
 pytestmark = [
     pytest.mark.browser,
@@ -283,3 +288,85 @@ def test_a_web_server_without_live_events_says_so_and_refreshes_from_the_databas
         finally:
             web.terminate()
             web.wait(15)
+
+
+def click_listeners(cdp, expression: str) -> int:
+    """How many click listeners the element ``expression`` evaluates to has (DevTools protocol)."""
+    found = cdp.send("Runtime.evaluate", {"expression": expression})["result"]
+    listeners = cdp.send("DOMDebugger.getEventListeners", {"objectId": found["objectId"]})["listeners"]
+    return sum(1 for listener in listeners if listener["type"] == "click")
+
+
+def test_timeline_bars_share_one_click_listener_and_a_running_bar_opens_its_stack(open_dashboard):
+    page = open_dashboard()
+    for number in range(5):
+        Task.objects.create(name=f"quick {number}", func="tests.functions.add", args_in={"a": number})
+    slow = Task.objects.create(
+        name="slow printer", func="server.demo.tasks.slow_job", args_in={"seconds": 60, "steps": 240}
+    )
+    timeline = page.get_by_test_id("timeline")
+    expect(timeline.locator('[data-testid="timeline-bar"][data-status="finished"]')).to_have_count(5)
+    running = timeline.locator(f'[data-testid="timeline-bar"][data-run-id="{only_run(slow).pk}"]')
+    expect(running).to_have_attribute("data-status", "running")
+    expect(running).to_have_attribute("title", re.compile(r"^slow printer · run \d+ · running · "))
+
+    cdp = page.context.new_cdp_session(page)
+    track = "document.querySelector('[data-testid=\"timeline\"] .tl-track')"
+    bars = "document.querySelectorAll('[data-testid=\"timeline-bar\"]')"
+    for index in range(page.evaluate(f"() => {bars}.length")):
+        assert click_listeners(cdp, f"{bars}[{index}]") == 0
+    assert click_listeners(cdp, track) == 1
+
+    running.click()
+    panel = page.get_by_test_id("stack-panel")
+    expect(panel).to_be_visible()
+    expect(panel.get_by_test_id("stack-title")).to_contain_text("slow printer")
+    panel.get_by_test_id("cancel-run").click()
+    expect(panel).to_have_attribute("data-status", "cancelled")
+
+    Task.objects.create(name="one more", func="tests.functions.add", args_in={"a": 9})
+    expect(timeline.locator('[data-testid="timeline-bar"][data-status="finished"]')).to_have_count(6)
+    assert click_listeners(cdp, track) == 1  # drawn again and again: still the one listener
+
+
+#: Every bar element of the timeline: shown (a run's, with its title) or put back in the pool (hidden,
+#: naming no run); ``seen`` marks the elements there when the test last looked.
+TIMELINE_BARS = """() => [...document.querySelectorAll('[data-testid="timeline"] .tl-bar')].map((bar) => {
+    const seen = bar.seen === true;
+    bar.seen = true;
+    return { seen, hidden: bar.hidden, run: bar.dataset.runId ?? null, testid: bar.dataset.testid ?? null,
+             title: bar.getAttribute("title") };
+})"""
+
+
+def quick_tasks(prefix: str, count: int) -> None:
+    now = timezone.now()
+    Task.objects.bulk_create(
+        [
+            Task(name=f"{prefix} {n}", task_id=uuid.uuid4().hex, func="tests.functions.add", next_run=now)
+            for n in range(count)
+        ]
+    )
+
+
+def test_timeline_bars_are_reused_and_the_layer_slides(open_dashboard):
+    page = open_dashboard()
+    quick_tasks("first", KEEP_RECENT + 20)
+    timeline = page.get_by_test_id("timeline")
+    expect(timeline.locator('[data-testid="timeline-bar"][title^="first "]')).to_have_count(KEEP_RECENT)
+    before = page.evaluate(TIMELINE_BARS)
+    shown = [bar for bar in before if not bar["hidden"]]
+    assert len(shown) == KEEP_RECENT  # the store keeps the newest KEEP_RECENT runs
+    assert all(bar["testid"] == "timeline-bar" and bar["title"].startswith("first ") for bar in shown)
+    pooled = [bar for bar in before if bar["hidden"]]
+    assert all(bar["run"] is None and bar["testid"] is None and bar["title"] is None for bar in pooled)
+
+    quick_tasks("second", 50)  # 50 runs come, 50 leave: their bars are handed on, none is made
+    expect(timeline.locator('[data-testid="timeline-bar"][title^="second "]')).to_have_count(50)
+    after = page.evaluate(TIMELINE_BARS)
+    assert len(after) == len(before)
+    assert all(bar["seen"] for bar in after)
+
+    layer = timeline.locator(".tl-layer")
+    moved = layer.get_attribute("style")
+    expect(layer).not_to_have_attribute("style", moved)  # time passes: the layer, not each bar, moves

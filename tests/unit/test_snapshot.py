@@ -252,3 +252,29 @@ def test_build_snapshot_keeps_to_its_limits_newest_first(django_user_model):
     starts = [r["started_at"] for r in result["runs"]]
     assert starts == sorted(starts, reverse=True)
     assert [t["id"] for t in result["tasks"]] == [task.pk]
+
+
+@pytest.mark.django_db
+def test_build_snapshot_leaves_out_threads_whose_run_ended_after_the_heartbeat(django_user_model):
+    user = django_user_model.objects.create_superuser("admin", password=None)
+    task = Task(func=functions.add, args_in={"a": 1})
+    task.save()
+    now = timezone.now()
+    ended, running = TaskRun.objects.bulk_create(
+        [TaskRun(task=task, started_at=now, status=RunStatus.FINISHED, finished_at=now),
+         TaskRun(task=task, started_at=now, status=RunStatus.RUNNING)]
+    )  # fmt: skip
+    # The heartbeat was written while both ran; one ended since, and RECENT_RUNS newer runs hide it.
+    TaskRun.objects.bulk_create(
+        [
+            TaskRun(task=task, started_at=now + timedelta(seconds=1), status=RunStatus.FINISHED)
+            for _ in range(RECENT_RUNS)
+        ]
+    )
+    RunnerProcess.objects.create(
+        worker_id="w", host="h", pid=1, heartbeat_at=now, state=RunnerState.RUNNING,
+        threads_state=[{"run": ended.pk, "name": "a"}, {"run": running.pk, "name": "b"}],
+    )  # fmt: skip
+    result = build_snapshot(user)
+    assert ended.pk not in {run["id"] for run in result["runs"]}
+    assert [thread["name"] for thread in result["threads"]] == ["b"]

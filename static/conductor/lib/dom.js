@@ -35,31 +35,54 @@ export function fill(node, signature, build) {
   node.replaceChildren(...build().filter((child) => child !== null && child !== undefined));
 }
 
-/** Keep one row per key (rows and their buttons stay put between renders), in the order of ``items``. */
+/**
+ * Keep one row per item, in the order of ``items``. A row whose key is still shown stays put (its buttons,
+ * focus and hover with it); rows whose keys left are handed to new keys rather than removed and built
+ * again, so a page of new rows costs text updates, not new elements. ``build()`` makes an empty row,
+ * ``update(row, item)`` writes everything an item shows (data attributes included) into it.
+ */
 export function syncRows(tbody, items, keyOf, build, update) {
   const existing = new Map([...tbody.children].map((row) => [row.dataset.key, row]));
+  const keys = items.map((item) => String(keyOf(item)));
+  const wanted = new Set(keys);
+  const spare = [...existing].filter(([key]) => !wanted.has(key)).map(([, row]) => row);
   items.forEach((item, index) => {
-    const key = String(keyOf(item));
+    const key = keys[index];
     let row = existing.get(key);
-    if (row) existing.delete(key);
-    else {
-      row = build(item);
-      row.dataset.key = key;
-    }
+    if (!row) row = spare.pop() ?? build(item);
+    row.dataset.key = key;
     update(row, item);
     if (tbody.children[index] !== row) tbody.insertBefore(row, tbody.children[index] ?? null);
   });
-  for (const row of existing.values()) row.remove();
+  for (const row of spare) row.remove();
   const empty = document.querySelector(`[data-empty-for="${tbody.dataset.testid}"]`);
   if (empty) empty.hidden = items.length > 0;
 }
 
+/** A badge's status, in place (no new element). */
+export function setBadge(node, status) {
+  const className = `badge s-${status}`;
+  if (node.className !== className) node.className = className;
+  setText(node, words(status));
+}
+
+/** Shows ``value`` in ``node``, or hides it (and empties it: hidden text still counts as the row's). */
+export function setShown(node, value) {
+  const shown = value !== null && value !== undefined && value !== "";
+  node.hidden = !shown;
+  setText(node, shown ? value : "");
+}
+
 export function cells(row, names) {
-  for (const name of names) row.append(el("td", { "data-col": name }));
+  row.cellsByName = {}; // looked up on every update of every row: no selector matching each time
+  for (const name of names) {
+    row.cellsByName[name] = el("td", { "data-col": name });
+    row.append(row.cellsByName[name]);
+  }
   return row;
 }
 
-export const cell = (row, name) => row.querySelector(`[data-col="${name}"]`);
+export const cell = (row, name) => row.cellsByName?.[name] ?? row.querySelector(`[data-col="${name}"]`);
 
 export const badge = (status, extra = "") => el("span", { class: `badge s-${status} ${extra}`.trim(), text: words(status) });
 
@@ -88,32 +111,37 @@ export function setOptions(select, options) {
   if (options.some(([value]) => value === chosen)) select.value = chosen;
 }
 
-/** Whether any of ``inputs`` differs (by identity) from what ``memory[name]`` last held: a panel whose
- * inputs did not change since the last frame is not drawn again. */
-export function changed(memory, name, inputs) {
-  const before = memory[name];
-  memory[name] = inputs;
-  return !before || before.length !== inputs.length || inputs.some((input, index) => input !== before[index]);
-}
-
 // One formatter for every time shown: toLocaleTimeString builds one per call, which costs
 // milliseconds when a table of clocks is drawn during a burst.
 const TIME = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
 export const timeOfDay = (date) => TIME.format(date);
 
-/** Calls ``render`` at most once per animation frame, however often ``markDirty`` is called. */
-export function frameScheduler(render) {
+/**
+ * Calls ``render`` at most once per animation frame, however often ``markDirty`` is called, and no
+ * sooner than ``minGapMs`` after the last call. ``render`` may return when it wants to run again without
+ * being asked (panels.js): 0 for the next frame (it deferred work), milliseconds for later (a panel held
+ * back by its rate), nothing or Infinity for never.
+ */
+export function frameScheduler(render, { minGapMs = 0 } = {}) {
   let dirty = false;
+  let timer = null;
+  let last = -Infinity;
+  const markDirty = () => {
+    if (dirty) return;
+    dirty = true;
+    const wait = last + minGapMs - performance.now();
+    if (wait > 0) setTimeout(() => requestAnimationFrame(run), wait);
+    else requestAnimationFrame(run);
+  };
   const run = () => {
     dirty = false;
-    render();
+    last = performance.now();
+    const again = render();
+    clearTimeout(timer);
+    if (again === 0) markDirty();
+    else if (again > 0 && Number.isFinite(again)) timer = setTimeout(markDirty, again);
   };
-  return () => {
-    if (!dirty) {
-      dirty = true;
-      requestAnimationFrame(run);
-    }
-  };
+  return markDirty;
 }
 
 /** GET a dashboard JSON view: the answer, or {error, field} (a refusal, a network failure). */

@@ -1,7 +1,7 @@
 // The runners and threads tables (the dashboard; the runner page shows one runner's).
 
 import { duration } from "../lib/format.js";
-import { badge, byTestId, cell, cells, el, fill, meter, progressBar, setAttr, setText, syncRows } from "../lib/dom.js";
+import { badge, byTestId, cell, cells, el, fill, meter, progressBar, setAttr, setBadge, setText, syncRows } from "../lib/dom.js";
 
 export const SILENT_RUNNER_S = 10; // a runner with no heartbeat news this long may have lost the channel layer
 const RUNNER_RANK = { running: 0, degraded: 0, stopping: 1, dead: 2, stopped: 3 };
@@ -31,12 +31,16 @@ export function showClockOffset(node, offset, limit) {
 export function renderRunners(runners, now, base, skewWarning) {
   const sorted = [...runners].sort((a, b) => (RUNNER_RANK[a.state] ?? 9) - (RUNNER_RANK[b.state] ?? 9) || a.worker_id.localeCompare(b.worker_id));
   syncRows(byTestId("runners"), sorted, (r) => r.worker_id,
-    (r) => {
-      const row = cells(el("tr", { "data-testid": "runner-row", "data-worker-id": r.worker_id }), ["name", "host", "pid", "threads", "heartbeat", "clock", "state"]);
-      cell(row, "name").append(el("a", { href: runnerUrl(base, r.worker_id), "data-testid": "runner-link", text: r.worker_id }));
+    () => {
+      const row = cells(el("tr", { "data-testid": "runner-row" }), ["name", "host", "pid", "threads", "heartbeat", "clock", "state"]);
+      cell(row, "name").append(el("a", { "data-testid": "runner-link" }));
       return row;
     },
     (row, r) => {
+      setAttr(row, "data-worker-id", r.worker_id);
+      const link = cell(row, "name").firstChild;
+      setAttr(link, "href", runnerUrl(base, r.worker_id));
+      setText(link, r.worker_id);
       setText(cell(row, "host"), r.host || "…");
       setText(cell(row, "pid"), r.pid ?? "…");
       fill(cell(row, "threads"), `${r.busy}/${r.threads}`, () => [meter(r.busy, r.threads), ` ${r.busy}/${r.threads}`]);
@@ -61,24 +65,40 @@ export function silentRunner(runners, nowSeconds) {
 
 export function renderThreads(threads, now, { openStack, selectedRun, clock }) {
   const sorted = [...threads].sort((a, b) => (a.started_at ?? 0) - (b.started_at ?? 0));
-  syncRows(byTestId("threads"), sorted, (t) => t.run,
-    (t) => {
-      const row = cells(el("tr", { "data-testid": "thread-row", "data-run-id": t.run, class: "clickable", onclick: () => openStack(t.run) }),
+  const tbody = byTestId("threads");
+  onRowClick(tbody, openStack);
+  syncRows(tbody, sorted, (t) => t.run,
+    () => {
+      const row = cells(el("tr", { "data-testid": "thread-row", class: "clickable" }),
         ["name", "ident", "daemon", "alive", "task", "state", "started", "elapsed", "loops", "progress"]);
       cell(row, "name").append(el("button", { type: "button", class: "link", "data-testid": "inspect-thread", title: "What is it doing now?" }));
+      cell(row, "state").append(el("span", { class: "badge" }));
       return row;
     },
     (row, t) => {
+      setAttr(row, "data-run-id", t.run);
       setText(cell(row, "name").firstChild, t.name ?? `run ${t.run}`);
       setText(cell(row, "ident"), t.ident ?? "—");
       setText(cell(row, "daemon"), t.daemon ? "yes" : "no");
       setText(cell(row, "alive"), t.alive ? "yes" : "no");
       setText(cell(row, "task"), t.task_name ?? "");
-      fill(cell(row, "state"), t.state, () => [badge(t.state)]);
+      setBadge(cell(row, "state").firstChild, t.state);
       setText(cell(row, "started"), clock(t.started_at));
       setText(cell(row, "elapsed"), t.started_at ? duration(now - t.started_at) : "—");
       setText(cell(row, "loops"), t.loop_count ?? "—");
       fill(cell(row, "progress"), `${t.progress}|${t.progress_message}`, () => [progressBar(t.progress, t.progress_message)]);
       row.classList.toggle("selected", selectedRun === t.run);
     });
+}
+
+/** One click listener for all the rows of a table, however many come and go (rows are handed from
+ * thread to thread): a click opens the stack of the run the row shows at that moment. */
+function onRowClick(tbody, open) {
+  tbody.openRow = open;
+  if (tbody.dataset.clicks) return;
+  tbody.dataset.clicks = "delegated";
+  tbody.addEventListener("click", (event) => {
+    const row = event.target.closest("tr[data-run-id]");
+    if (row) tbody.openRow(Number(row.dataset.runId));
+  });
 }

@@ -1,7 +1,7 @@
 // Rows of the tasks and runs tables, kept in place by key: a row whose task changed ten times since the
 // last frame is drawn once, with its last state, and rows that did not change are not touched.
 
-import { badge, cell, cells, el, fill, setAttr, setText, syncRows } from "../lib/dom.js";
+import { cell, cells, el, setAttr, setBadge, setShown, setText, syncRows } from "../lib/dom.js";
 import { duration, nextRunText, placementText, runsText, scheduleText, text, words } from "../lib/format.js";
 import { renderPager } from "./listcontrols.js";
 import { runnerUrl, taskUrl } from "./runners.js";
@@ -11,14 +11,20 @@ const RUN_COLUMNS = ["id", "task", "status", "started", "duration", "where", "ou
 
 /** ui: {base, now, canChange, created (Set), taskAction(type, task)} */
 export function renderTaskRows(tbody, tasks, ui) {
-  syncRows(tbody, tasks, (t) => t.id, (t) => buildTaskRow(t, ui), (row, t) => updateTaskRow(row, t, ui));
+  syncRows(tbody, tasks, (t) => t.id, () => buildTaskRow(ui), (row, t) => updateTaskRow(row, t, ui));
 }
 
-function buildTaskRow(task, ui) {
-  const row = cells(el("tr", { "data-testid": "task-row", "data-task-id": task.id }), TASK_COLUMNS);
+// Rows are built empty, with every element any task may show, and handed from task to task
+// (syncRows): the buttons read the row's task id when clicked, not the one it was built for.
+function buildTaskRow(ui) {
+  const row = cells(el("tr", { "data-testid": "task-row" }), TASK_COLUMNS);
   const id = () => Number(row.dataset.taskId);
   const act = (type) => () => ui.taskAction(type, id());
   const pauseOrResume = () => ui.taskAction(row.dataset.paused === "true" ? "resume" : "pause", id());
+  cell(row, "name").append(el("a", { class: "strong", "data-testid": "task-link" }), el("div", { class: "sub" }));
+  cell(row, "status").append(el("span", { class: "badge" }), el("span", { class: "badge s-paused", hidden: true }), el("div", { class: "sub" }));
+  cell(row, "last").append(el("div"), el("div", { class: "sub" }));
+  cell(row, "schedule").append(el("div"), el("div", { class: "sub" }));
   cell(row, "actions").append(actionButtons({ runNow: act("run_now"), pause: pauseOrResume, stopLoop: act("stop_loop") }));
   return row;
 }
@@ -41,27 +47,27 @@ export function updateActions(actions, task, canChange) {
 
 function updateTaskRow(row, t, ui) {
   const { now } = ui;
+  setAttr(row, "data-task-id", t.id);
   setAttr(row, "data-status", t.status);
   setAttr(row, "data-paused", t.paused);
   row.classList.toggle("mine", ui.created.has(t.id));
-  fill(cell(row, "name"), `${t.name}|${t.func}|${t.task_id}`, () => [
-    el("a", { class: "strong", href: taskUrl(ui.base, t.task_id), "data-testid": "task-link", text: t.name }),
-    el("div", { class: "sub", text: t.func, title: `task_id ${t.task_id}` }),
-  ]);
-  fill(cell(row, "status"), `${t.status}|${t.paused}|${runsText(t)}`, () => [
-    badge(t.status), t.paused ? badge("paused") : null,
-    el("div", { class: "sub", text: runsText(t) }),
-  ]);
+  const [link, func] = cell(row, "name").children;
+  setAttr(link, "href", taskUrl(ui.base, t.task_id));
+  setText(link, t.name);
+  setText(func, t.func);
+  setAttr(func, "title", `task_id ${t.task_id}`);
+  const [status, paused, runs] = cell(row, "status").children;
+  setBadge(status, t.status);
+  setShown(paused, t.paused ? words("paused") : "");
+  setText(runs, runsText(t));
   setText(cell(row, "next"), nextRunText(t, now));
-  fill(cell(row, "last"), `${Math.floor(now - (t.last_run ?? now))}|${t.last_status}`, () => [
-    el("div", { text: t.last_run ? `${duration(now - t.last_run)} ago` : "never" }),
-    t.last_status ? el("div", { class: `sub c-${t.last_status}`, text: words(t.last_status) }) : null,
-  ]);
-  const placement = placementText(t, now);
-  fill(cell(row, "schedule"), `${scheduleText(t)}|${placement}`, () => [
-    el("div", { text: scheduleText(t) }),
-    placement ? el("div", { class: "sub", text: placement }) : null,
-  ]);
+  const [lastRun, lastStatus] = cell(row, "last").children;
+  setText(lastRun, t.last_run ? `${duration(now - t.last_run)} ago` : "never");
+  setShown(lastStatus, t.last_status ? words(t.last_status) : "");
+  setAttr(lastStatus, "class", `sub c-${t.last_status}`);
+  const [schedule, placement] = cell(row, "schedule").children;
+  setText(schedule, scheduleText(t));
+  setShown(placement, placementText(t, now));
   setText(cell(row, "kill"), t.kill_time ? duration(t.kill_time) : "—");
   setText(cell(row, "db"), t.db_use ? "db_use" : "");
   const output = cell(row, "output");
@@ -74,35 +80,38 @@ function updateTaskRow(row, t, ui) {
 /** ui: {base, now, clock, threadName(run id), onSelect(run) or null} */
 export function renderRunRows(tbody, runs, ui) {
   syncRows(tbody, runs, (r) => r.id,
-    (r) => {
-      const row = cells(el("tr", { "data-testid": "run-row", "data-run-id": r.id }), RUN_COLUMNS);
-      if (ui.onSelect) {
-        row.classList.add("clickable");
-        row.addEventListener("click", (event) => event.target.closest("a") || ui.onSelect(Number(row.dataset.runId)));
-      }
+    () => {
+      const row = cells(el("tr", { "data-testid": "run-row" }), RUN_COLUMNS);
+      cell(row, "task").append(el("a"));
+      cell(row, "status").append(el("span", { class: "badge" }), el("span", { class: "sub", hidden: true }));
+      cell(row, "where").append(el("a", { hidden: true }), el("span", { class: "sub", hidden: true }));
+      if (ui.onSelect) row.addEventListener("click", (event) => event.target.closest("a") || ui.onSelect(Number(row.dataset.runId)));
       return row;
     },
     (row, r) => updateRunRow(row, r, ui));
 }
 
 function updateRunRow(row, r, ui) {
+  setAttr(row, "data-run-id", r.id);
   setAttr(row, "data-status", r.status);
-  row.className = `c-row-${r.status}${ui.onSelect ? " clickable" : ""}${ui.selected === r.id ? " selected" : ""}`;
+  const className = `c-row-${r.status}${ui.onSelect ? " clickable" : ""}${ui.selected === r.id ? " selected" : ""}`;
+  if (row.className !== className) row.className = className;
   setText(cell(row, "id"), r.id);
-  fill(cell(row, "task"), `${r.task_name}|${r.task_id}`, () => [
-    r.task_id ? el("a", { href: taskUrl(ui.base, r.task_id), text: r.task_name ?? "" }) : el("span", { text: r.task_name ?? "" }),
-  ]);
-  fill(cell(row, "status"), `${r.status}|${r.attempt ?? ""}`, () => [
-    badge(r.status), r.attempt > 1 ? el("span", { class: "sub", text: `try ${r.attempt}` }) : null,
-  ]);
+  const task = cell(row, "task").firstChild;
+  if (r.task_id) setAttr(task, "href", taskUrl(ui.base, r.task_id));
+  else task.removeAttribute("href"); // a run of a deleted task: its name, no link
+  setText(task, r.task_name ?? "");
+  const [status, attempt] = cell(row, "status").children;
+  setBadge(status, r.status);
+  setShown(attempt, r.attempt > 1 ? `try ${r.attempt}` : "");
   setText(cell(row, "started"), ui.clock(r.started_at));
   const seconds = r.status === "running" && r.started_at ? ui.now - r.started_at : r.duration;
   setText(cell(row, "duration"), duration(seconds));
   const threadName = r.thread_name || ui.threadName(r.id);
-  fill(cell(row, "where"), `${r.runner}|${threadName}`, () => [
-    r.runner ? el("a", { href: runnerUrl(ui.base, r.runner), text: r.runner }) : null,
-    threadName ? el("span", { class: "sub", text: ` / ${threadName}` }) : null,
-  ]);
+  const [runner, thread] = cell(row, "where").children;
+  if (r.runner) setAttr(runner, "href", runnerUrl(ui.base, r.runner));
+  setShown(runner, r.runner);
+  setShown(thread, threadName ? ` / ${threadName}` : "");
   const output = cell(row, "output");
   setText(output, r.error ? r.error : text(r.output));
   output.classList.toggle("error-text", Boolean(r.error));

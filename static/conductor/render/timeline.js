@@ -1,54 +1,108 @@
 // The timeline: runs of the last five minutes (the store's ``recent``, at most KEEP_RECENT), one lane per
 // runner thread slot in use.
+//
+// The bars sit in a layer placed against a fixed origin in time; as time passes the layer slides left (a
+// transform, which the compositor moves without layout or paint), so a bar is written only when its run,
+// its lane or the origin changes, not at every drawing. Bars of runs that left are kept hidden and handed
+// to new runs (a pool): during a drain runs come and go by the thousand, and each new bar was a new
+// element to create, style and lay out. One click listener on the track serves every bar.
 
 import { byTestId, el, setAttr } from "../lib/dom.js";
 import { duration, words } from "../lib/format.js";
 
 const TIMELINE_SECONDS = 300;
 const LANE_PX = 22;
+// The origin moves on after this long, so that bars' places stay small numbers (all are placed again).
+const REBASE_SECONDS = 600;
+// Hidden bars kept for reuse beyond those shown (the store keeps at most 200 runs for the timeline).
+const POOL_MAX = 250;
 
 export function renderTimeline(runs, now, onBarClick) {
   const root = byTestId("timeline");
-  const lanes = timelineLanes(runs, now);
-  const from = now - TIMELINE_SECONDS;
-  if (!root.firstChild) {
-    root.append(el("div", { class: "tl-labels" }), el("div", { class: "tl-track" }, axis()));
-  }
+  if (!root.firstChild) buildTimeline(root);
   const [labels, track] = root.children;
+  const layer = track.lastChild;
+  track.onBarClick = onBarClick; // the delegated listener calls the newest
+  const lanes = timelineLanes(runs, now);
   const labelText = lanes.map((lane) => lane.label).join("\n");
   if (labels.dataset.sig !== labelText) {
     labels.dataset.sig = labelText;
     labels.replaceChildren(...lanes.map((lane) => el("div", { class: "tl-label", text: lane.label, title: lane.label })));
   }
-  track.style.height = `${Math.max(1, lanes.length) * LANE_PX + 18}px`;
-  const bars = new Map([...track.querySelectorAll(".tl-bar")].map((bar) => [bar.dataset.runId, bar]));
-  lanes.forEach((lane, index) => {
-    for (const run of lane.runs) {
-      let bar = bars.get(String(run.id));
-      if (bar) bars.delete(String(run.id));
-      else {
-        bar = el("div", { class: "tl-bar", "data-testid": "timeline-bar", "data-run-id": run.id, onclick: () => onBarClick(run.id) });
-        track.append(bar);
-      }
-      placeBar(bar, run, index, from, now);
-    }
-  });
-  for (const bar of bars.values()) bar.remove();
+  const height = `${Math.max(1, lanes.length) * LANE_PX + 18}px`;
+  if (track.style.height !== height) track.style.height = height;
+  const origin = slide(layer, now);
+  placeBars(layer, lanes, origin, now);
   root.classList.toggle("empty-timeline", lanes.length === 0);
 }
 
-function placeBar(bar, run, lane, from, now) {
-  const start = Math.max(run.started_at, from);
+function buildTimeline(root) {
+  const track = el("div", { class: "tl-track" }, axis(), el("div", { class: "tl-layer" }));
+  track.addEventListener("click", (event) => {
+    const bar = event.target.closest(".tl-bar[data-run-id]");
+    if (bar) track.onBarClick(Number(bar.dataset.runId));
+  });
+  root.append(el("div", { class: "tl-labels" }), track);
+}
+
+/** Moves the layer so that ``now`` is at the right edge; returns its origin (seconds). */
+function slide(layer, now) {
+  let origin = Number(layer.dataset.origin);
+  if (!origin || now - origin > REBASE_SECONDS || now < origin) {
+    origin = now - TIMELINE_SECONDS;
+    layer.dataset.origin = String(origin);
+  }
+  const shift = ((now - TIMELINE_SECONDS - origin) / TIMELINE_SECONDS) * 100;
+  layer.style.transform = `translateX(${-shift.toFixed(3)}%)`;
+  return origin;
+}
+
+function placeBars(layer, lanes, origin, now) {
+  const wanted = new Set(lanes.flatMap((lane) => lane.runs.map((run) => String(run.id))));
+  const shown = new Map();
+  const pool = [];
+  for (const bar of layer.children) {
+    if (bar.dataset.runId && wanted.has(bar.dataset.runId)) shown.set(bar.dataset.runId, bar);
+    else if (bar.dataset.runId) putBack(bar, pool); // first, so that the runs that came can have it
+    else pool.push(bar);
+  }
+  lanes.forEach((lane, index) => {
+    for (const run of lane.runs) placeBar(shown.get(String(run.id)) ?? takeBar(layer, pool, String(run.id)), run, index, origin, now);
+  });
+  while (pool.length > POOL_MAX) pool.pop().remove();
+}
+
+function takeBar(layer, pool, id) {
+  const bar = pool.pop() ?? layer.appendChild(el("div", { class: "tl-bar" }));
+  bar.hidden = false;
+  bar.dataset.runId = id;
+  bar.dataset.testid = "timeline-bar";
+  bar.placed = "";
+  return bar;
+}
+
+/** A bar no run uses any more: hidden, without the attributes that name a run, ready for another. */
+function putBack(bar, pool) {
+  bar.hidden = true;
+  for (const name of ["data-run-id", "data-testid", "data-status", "title"]) bar.removeAttribute(name);
+  pool.push(bar);
+}
+
+function placeBar(bar, run, lane, origin, now) {
   const end = run.finished_at ?? now;
-  bar.style.left = `${((start - from) / TIMELINE_SECONDS) * 100}%`;
-  bar.style.width = `max(3px, ${((end - start) / TIMELINE_SECONDS) * 100}%)`;
-  bar.style.top = `${lane * LANE_PX + 2}px`;
+  const left = `${(((run.started_at - origin) / TIMELINE_SECONDS) * 100).toFixed(3)}%`;
+  const width = `max(3px, ${(((end - run.started_at) / TIMELINE_SECONDS) * 100).toFixed(3)}%)`;
+  const top = `${lane * LANE_PX + 2}px`;
+  const placed = `${left}|${width}|${top}`;
+  if (bar.placed !== placed) {
+    bar.placed = placed;
+    Object.assign(bar.style, { left, width, top });
+  }
   const className = `tl-bar s-${run.status}`;
   if (bar.className !== className) bar.className = className;
   setAttr(bar, "data-status", run.status);
   setAttr(bar, "title", `${run.task_name} · run ${run.id} · ${words(run.status)} · ${duration(end - run.started_at)}`);
 }
-
 function axis() {
   const node = el("div", { class: "tl-axis" }); // minute marks sit at fixed places: -5 m ... now
   for (let minutes = 5; minutes >= 0; minutes -= 1) {

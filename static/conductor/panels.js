@@ -1,0 +1,58 @@
+// Which panels a frame draws. During a burst events arrive faster than anyone reads, and every panel
+// drawn in a frame adds its DOM writes and the browser's style, layout and paint to that frame's task.
+// On a 2-core machine shared with the runner a task waits for the CPU several times its own length
+// (the bench's traces: 26 ms of CPU took 231 ms), so only short tasks stay short. A panel is drawn only
+// when what it shows changed, the large ones at most ``perSecond`` times a second, and a frame stops
+// starting panels once its budget is spent: the rest are drawn first in the next frame. No DOM here
+// (tests/js/panels.test.js runs it in Node).
+
+/** Milliseconds of drawing a frame may start panels in: leaves the browser most of a 16 ms frame. */
+export const FRAME_BUDGET_MS = 6;
+
+/**
+ * @param panels [{name, inputs(page, now) -> array, draw(page, now), perSecond?}], in the page's order;
+ *   a panel is drawn when an input differs (by identity) from when it was last drawn
+ * @param clock () => milliseconds (performance.now in the page)
+ * @returns drawPanels(page, now) -> milliseconds until it should run again: 0 for the next frame
+ *   (panels were deferred), a wait for a panel held back by its rate, Infinity for nothing to do
+ */
+export function panelDrawer(panels, { budgetMs = FRAME_BUDGET_MS, clock = () => performance.now() } = {}) {
+  const drawn = new Map(); // name -> {inputs, beat} of its last drawing
+  let deferred = new Set();
+  return function drawPanels(page, now) {
+    const started = clock();
+    const order = [...panels.filter((p) => deferred.has(p.name)), ...panels.filter((p) => !deferred.has(p.name))];
+    deferred = new Set();
+    let again = Infinity;
+    for (const panel of order) {
+      const inputs = panel.inputs(page, now);
+      const last = drawn.get(panel.name);
+      if (last && sameInputs(last.inputs, inputs)) continue;
+      const wait = panel.perSecond ? waitForBeat(last, panel.perSecond, started) : 0;
+      if (wait > 0) again = Math.min(again, wait);
+      else if (clock() - started >= budgetMs) {
+        deferred.add(panel.name);
+        again = 0;
+      } else {
+        panel.draw(page, now);
+        drawn.set(panel.name, { inputs, beat: beatOf(started, panel.perSecond) });
+      }
+    }
+    return again;
+  };
+}
+
+// Rates are beats of the clock (quarters of a second at 4 a second) shared by every panel, not
+// periods from each panel's last drawing: panels with the same rate come due in the same frame, so
+// the page is laid out and painted a few times a second rather than once per panel drawn.
+const beatOf = (ms, perSecond) => (perSecond ? Math.floor((ms * perSecond) / 1000) : 0);
+
+/** Milliseconds until the next beat when the panel was drawn in this one already, else 0. */
+function waitForBeat(last, perSecond, ms) {
+  if (!last || beatOf(ms, perSecond) > last.beat) return 0;
+  return ((last.beat + 1) * 1000) / perSecond - ms;
+}
+
+export function sameInputs(before, after) {
+  return before.length === after.length && after.every((input, index) => input === before[index]);
+}

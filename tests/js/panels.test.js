@@ -1,0 +1,74 @@
+// Which panels a frame draws (static/conductor/panels.js), with a clock the test moves.
+import assert from "node:assert/strict";
+import test from "node:test";
+
+import { FRAME_BUDGET_MS, panelDrawer } from "../../static/conductor/panels.js";
+
+/** Panels that read page[name] as their input, record their drawing and take ``cost`` ms of the clock. */
+function setUp(specs) {
+  const clock = { ms: 1000 };
+  const drawnNow = [];
+  const panels = specs.map(({ name, cost = 1, perSecond }) => ({
+    name, perSecond,
+    inputs: (page) => [page[name]],
+    draw: () => {
+      drawnNow.push(name);
+      clock.ms += cost;
+    },
+  }));
+  const drawPanels = panelDrawer(panels, { clock: () => clock.ms });
+  const frame = (page) => {
+    drawnNow.length = 0;
+    const again = drawPanels(page, clock.ms / 1000);
+    return { drawn: [...drawnNow], again };
+  };
+  return { clock, frame };
+}
+
+test("a panel is drawn once, then only when one of its inputs changes", () => {
+  const { frame } = setUp([{ name: "a" }, { name: "b" }]);
+  const page = { a: 1, b: 1 };
+  assert.deepEqual(frame(page), { drawn: ["a", "b"], again: Infinity });
+  assert.deepEqual(frame(page), { drawn: [], again: Infinity });
+  assert.deepEqual(frame({ ...page, b: 2 }), { drawn: ["b"], again: Infinity });
+});
+
+test("a frame starts no panel once its budget is spent; the rest come first in the next frame", () => {
+  const { frame } = setUp([{ name: "big", cost: FRAME_BUDGET_MS + 1 }, { name: "x" }, { name: "y" }]);
+  assert.deepEqual(frame({ big: 1, x: 1, y: 1 }), { drawn: ["big"], again: 0 });
+  assert.deepEqual(frame({ big: 2, x: 1, y: 1 }), { drawn: ["x", "y", "big"], again: Infinity });
+});
+
+test("a panel with a rate is drawn at most that often, and says when it may be drawn again", () => {
+  const { clock, frame } = setUp([{ name: "table", perSecond: 4 }]);
+  assert.deepEqual(frame({ table: 1 }).drawn, ["table"]);
+  clock.ms += 100;
+  const held = frame({ table: 2 });
+  assert.deepEqual(held.drawn, []);
+  assert.ok(held.again > 0 && held.again <= 250 - 100, `wait ${held.again}`);
+  clock.ms += held.again;
+  assert.deepEqual(frame({ table: 2 }).drawn, ["table"]);
+});
+
+test("many changes within a rate's period are drawn once, with the last state", () => {
+  const { clock, frame } = setUp([{ name: "table", perSecond: 4 }]);
+  frame({ table: 0 });
+  for (let n = 1; n <= 10; n += 1) {
+    clock.ms += 10;
+    assert.deepEqual(frame({ table: n }).drawn, []);
+  }
+  clock.ms += 250;
+  assert.deepEqual(frame({ table: 10 }).drawn, ["table"]);
+});
+
+test("panels with the same rate come due together, on the clock's beats", () => {
+  const { clock, frame } = setUp([{ name: "threads", perSecond: 4 }, { name: "runs", perSecond: 4 }]);
+  frame({ threads: 0, runs: 0 }); // at 1,000 ms: the beat of 1,000-1,250
+  clock.ms += 100;
+  assert.deepEqual(frame({ threads: 1, runs: 0 }).drawn, []);
+  clock.ms += 50;
+  const held = frame({ threads: 1, runs: 1 });
+  assert.deepEqual(held.drawn, []);
+  clock.ms += held.again; // the next beat: both, in one frame (one layout and paint, not two)
+  assert.deepEqual(frame({ threads: 1, runs: 1 }).drawn, ["threads", "runs"]);
+});
