@@ -46,6 +46,11 @@ def test_bad_parameters_are_400_with_the_field(staff):
     assert response.status_code == 400
     assert response.json()["field"] == "limit"
     assert staff.get(reverse("conductor:api-tasks"), {"cursor": "%%%"}).json()["field"] == "cursor"
+    # Were 500s: '²' passed str.isdigit() then failed int(); PostgreSQL refused the NUL (DataError).
+    for name, params in [("api-tasks", {"limit": "\u00b2"}), ("api-runs", {"task": "\u00b2"}),
+                         ("api-tasks", {"q": "a\x00"}), ("api-runs", {"queue": "\x00"})]:  # fmt: skip
+        response = staff.get(reverse(f"conductor:{name}"), params)
+        assert (response.status_code, response.json()["field"]) == (400, *params)
 
 
 def test_a_task_that_does_not_exist_is_404(staff):
