@@ -9,6 +9,7 @@ lists the query plans on PostgreSQL with 1,000,000 runs). Bad input raises ``Lis
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -80,11 +81,23 @@ def _flag(field: str):
 
 def _whole(field: str):
     def narrow(queryset: QuerySet, values: list[str], lookup: str) -> QuerySet:
-        if not all(value.isdigit() and 0 < int(value) < 2**63 for value in values):
+        if not all(_digits(value) and 0 < int(value) < 2**63 for value in values):
             raise ListError(f"{field} takes whole numbers above 0 (ids).", field)
         return queryset.filter(**{f"{lookup}__in": [int(value) for value in values]})
 
     return narrow
+
+
+def _digits(text: str) -> bool:
+    # ASCII only: str.isdigit() also accepts '²' and other digits that int() refuses.
+    return re.fullmatch(r"[0-9]+", text) is not None
+
+
+def _refuse_nul(params: dict[str, list[str]]) -> None:
+    """PostgreSQL text cannot hold NUL (a DataError, answered 500), so no parameter may carry one."""
+    for name, values in params.items():
+        if any("\x00" in value for value in values):
+            raise ListError(f"{name} contains a NUL character.", name)
 
 
 # (how the value is checked, the lookup it filters on)
@@ -111,22 +124,28 @@ RUNS = ListSpec(RUN_FILTERS, ("-id", "id"), "-id")
 
 def task_page(params: dict[str, list[str]]) -> Page:
     """Tasks matching ``params`` (each name to its values, as a query string gives them)."""
+    _refuse_nul(params)
     queryset = Task.objects.select_related("runner")
-    queryset = _search_tasks(queryset, _one(params, "q"))
+    queryset = _search(queryset, _one(params, "q"), "")
     return _page(TASKS, queryset, params)
 
 
 def run_page(params: dict[str, list[str]]) -> Page:
-    return _page(RUNS, TaskRun.objects.select_related("task", "runner"), params)
+    """Runs matching ``params``; ``q`` searches their task as the task list does."""
+    _refuse_nul(params)
+    queryset = TaskRun.objects.select_related("task", "runner")
+    queryset = _search(queryset, _one(params, "q"), "task__")
+    return _page(RUNS, queryset, params)
 
 
-def _search_tasks(queryset: QuerySet, text: str | None) -> QuerySet:
-    """By name (anywhere in it) or by task id (exactly, the unique index)."""
+def _search(queryset: QuerySet, text: str | None, prefix: str) -> QuerySet:
+    """By task name (anywhere in it) or task id (exactly, the unique index); ``prefix`` reaches the task."""
     if text is None:
         return queryset
     if not text.strip() or len(text) > MAX_SEARCH:
         raise ListError(f"q is a search text of 1 to {MAX_SEARCH} characters.", "q")
-    return queryset.filter(Q(name__icontains=text.strip()) | Q(task_id=text.strip()))
+    text = text.strip()
+    return queryset.filter(Q(**{f"{prefix}name__icontains": text}) | Q(**{f"{prefix}task_id": text}))
 
 
 KNOWN_PARAMETERS = {"q", "sort", "cursor", "limit"}
@@ -163,7 +182,7 @@ def _one(params: dict[str, list[str]], name: str) -> str | None:
 def _limit(text: str | None) -> int:
     if text is None:
         return DEFAULT_LIMIT
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    if not _digits(text) or not 1 <= int(text) <= MAX_LIMIT:
         raise ListError(f"limit is a page size from 1 to {MAX_LIMIT}, got {text!r}.", "limit")
     return int(text)
 
@@ -196,6 +215,7 @@ def decode_cursor(cursor: str, field: str) -> tuple[Any, int]:
         if moment is None:
             raise ListError("cursor does not belong to this sort: start again from the first page.", "cursor")
         return moment, pk
-    if field != "id" and not isinstance(value, str):
+    if field != "id" and (not isinstance(value, str) or "\x00" in value):
+        # A NUL inside the decoded value would reach PostgreSQL as text (a DataError, answered 500).
         raise ListError("cursor does not belong to this sort: start again from the first page.", "cursor")
     return value, pk

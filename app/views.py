@@ -6,7 +6,7 @@ from typing import Any
 from django.conf import global_settings, settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.urls import reverse
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
@@ -51,7 +51,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @staff_page
 def task_page(request: HttpRequest, task_id: str) -> HttpResponse:
     """One task: its definition, next runs, runs (paged), live threads and actions."""
-    task = get_object_or_404(Task, task_id=task_id)
+    task = Task.objects.filter(task_id=task_id).first()
+    if task is None:
+        return _not_found(request, "task", "task_id", task_id)
     context = _page_context(
         request, f"{task.name} · Conductor", "conductor/taskpage.js", task=task,
         admin_url=reverse("admin:conductor_task_change", args=[task.pk]), fixed_filter="this task's",
@@ -62,13 +64,21 @@ def task_page(request: HttpRequest, task_id: str) -> HttpResponse:
 @staff_page
 def runner_page(request: HttpRequest, worker_id: str) -> HttpResponse:
     """One runner: its heartbeat, threads and recent runs."""
-    runner = get_object_or_404(RunnerProcess, worker_id=worker_id)
+    runner = RunnerProcess.objects.filter(worker_id=worker_id).first()
+    if runner is None:
+        return _not_found(request, "runner", "worker_id", worker_id)
     context = _page_context(
         request, f"{runner.worker_id} · Conductor", "conductor/runnerpage.js", runner=runner,
         admin_url=reverse("admin:conductor_runnerprocess_change", args=[runner.pk]),
         fixed_filter="on this runner",
     )  # fmt: skip
     return render(request, "conductor/runner.html", context)
+
+
+def _not_found(request: HttpRequest, what: str, field: str, value: str) -> HttpResponse:
+    """A 404 inside the dashboard's layout (Django's bare "Not Found" page leaves the user stranded)."""
+    context = {"title": f"No such {what} · Conductor", "what": what, "field": field, "value": value}
+    return render(request, "conductor/notfound.html", context, status=404)
 
 
 @never_cache

@@ -46,6 +46,11 @@ def test_bad_parameters_are_400_with_the_field(staff):
     assert response.status_code == 400
     assert response.json()["field"] == "limit"
     assert staff.get(reverse("conductor:api-tasks"), {"cursor": "%%%"}).json()["field"] == "cursor"
+    # Were 500s: '²' passed str.isdigit() then failed int(); PostgreSQL refused the NUL (DataError).
+    for name, params in [("api-tasks", {"limit": "\u00b2"}), ("api-runs", {"task": "\u00b2"}),
+                         ("api-tasks", {"q": "a\x00"}), ("api-runs", {"queue": "\x00"})]:  # fmt: skip
+        response = staff.get(reverse(f"conductor:{name}"), params)
+        assert (response.status_code, response.json()["field"]) == (400, *params)
 
 
 def test_a_task_that_does_not_exist_is_404(staff):
@@ -94,6 +99,28 @@ def test_charts_answer_staff(staff):
     }
 
 
+@pytest.mark.parametrize(
+    ("page", "message"),
+    [
+        ("task", "No task with task_id 'nope': deleted or mistyped."),
+        ("runner", "No runner with worker_id 'nope': deleted or mistyped."),
+    ],
+)
+def test_a_missing_task_or_runner_page_is_a_404_in_the_dashboard_layout(staff, page, message):
+    response = staff.get(reverse(f"conductor:{page}", args=["nope"]))
+    html = response.content.decode()
+    assert response.status_code == 404
+    assert response.templates[0].name == "conductor/notfound.html"
+    assert message in html
+    assert f'href="{reverse("conductor:dashboard")}"' in html
+
+
+def test_the_missing_id_is_shown_escaped(staff):
+    html = staff.get(reverse("conductor:task", args=["<i>x"])).content.decode()
+    assert "No task with task_id '&lt;i&gt;x'" in html
+    assert "<i>x" not in html
+
+
 def test_a_missing_task_or_runner_is_a_json_404(staff):
     response = staff.get(reverse("conductor:api-runner", args=["no-such-runner"]))
     assert (response.status_code, response.json()["field"]) == (404, None)
@@ -105,7 +132,5 @@ def test_the_task_and_runner_pages_are_for_staff_and_link_back_to_the_admin(clie
     page = staff.get(reverse("conductor:task", args=[task.task_id]))
     assert page.status_code == 200
     assert reverse("admin:conductor_task_change", args=[task.pk]) in page.content.decode()
-    assert staff.get(reverse("conductor:task", args=["no-such-task"])).status_code == 404
-    assert staff.get(reverse("conductor:runner", args=["no-such-runner"])).status_code == 404
     client.logout()
     assert client.get(reverse("conductor:task", args=[task.task_id])).status_code == 302

@@ -100,6 +100,12 @@ def test_runs_filter_by_runner_status_queue_and_task():
         ({"q": ["x" * 201]}, "q"),
         ({"q": ["a", "b"]}, "q"),
         ({"queue": [""]}, "queue"),
+        # '²' is a digit to str.isdigit() but not to int(): refused, not a 500.
+        ({"limit": ["\u00b2"]}, "limit"),
+        # PostgreSQL text cannot hold NUL: refused before any query reaches it.
+        ({"q": ["job\x00"]}, "q"),
+        ({"queue": ["mail\x00"]}, "queue"),
+        ({"sort": ["name"], "cursor": [encode_cursor("job\x00", 1)]}, "cursor"),
     ],
 )
 def test_bad_input_names_the_field(params, field):
@@ -108,7 +114,25 @@ def test_bad_input_names_the_field(params, field):
     assert caught.value.field == field
 
 
-def test_a_run_list_refuses_a_task_id_that_is_not_a_number():
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"task": ["abc"]}, "task"),
+        ({"task": ["\u00b2"]}, "task"),
+        ({"q": ["\x00"]}, "q"),
+        ({"runner": ["r\x00"]}, "runner"),
+        ({"q": [" "]}, "q"),
+    ],
+)
+def test_bad_run_list_input_names_the_field(params, field):
     with pytest.raises(ListError) as caught:
-        run_page({"task": ["abc"]})
-    assert caught.value.field == "task"
+        run_page(params)
+    assert caught.value.field == field
+
+
+def test_runs_search_by_their_task_name_or_exact_task_id():
+    [mail, other] = make_tasks(2, queue="mail")
+    runs = {task.pk: TaskRun.objects.create(task=task, status=RunStatus.FINISHED) for task in (mail, other)}
+    assert [r.pk for r in run_page({"q": ["JOB 001"]}).rows] == [runs[other.pk].pk]
+    assert [r.pk for r in run_page({"q": [mail.task_id]}).rows] == [runs[mail.pk].pk]
+    assert run_page({"q": ["zzz"]}).rows == []
