@@ -5,6 +5,7 @@ Same audience as the dashboard's socket: authenticated, active staff with ``cond
 """
 
 from collections.abc import Callable
+from datetime import datetime
 from functools import wraps
 from typing import Any
 
@@ -16,7 +17,7 @@ from django.views.decorators.http import require_GET
 from . import dbclock, lists, schedule, stats
 from .runnerprocess import RunnerProcess
 from .snapshot import epoch, run_state, runner_state, task_state
-from .status import TaskStatus
+from .status import RunStatus, TaskStatus
 from .task import PROTECTED_FIELDS, Task
 from .taskrun import TaskRun
 
@@ -72,12 +73,23 @@ def run_list_state(run: TaskRun) -> dict[str, Any]:
 def task_detail(request: HttpRequest, task_id: str) -> JsonResponse:
     task = get_object_or_404(Task, task_id=task_id)
     definition = {field: _plain(getattr(task, field)) for field in DEFINITION_FIELDS}
-    upcoming = schedule.upcoming(task) if task.status == TaskStatus.WAITING else []
+    upcoming = _upcoming(task)
     return JsonResponse({
         "task": task_state(task),
         "definition": definition,
         "upcoming": [moment.astimezone(schedule.zone(task.timezone)).isoformat() for moment in upcoming],
     })  # fmt: skip
+
+
+def _upcoming(task: Task) -> list[datetime]:
+    """The next run times: from next_run while waiting; while a loop runs, from the slot after this run
+    (a loop that runs most of its interval would otherwise never show what is to come)."""
+    if task.status == TaskStatus.WAITING:
+        return schedule.upcoming(task)
+    if task.status != TaskStatus.RUNNING:
+        return []
+    run = task.runs.filter(status=RunStatus.RUNNING).order_by("-started_at").first()
+    return schedule.upcoming_while_running(task, dbclock.now(), run.started_at if run else None)
 
 
 #: The definition as the model has it, less what the task's state already shows (name, func) and the

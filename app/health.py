@@ -2,11 +2,16 @@
 
 Healthy when the database answers, when this process hosts a runner (``runtasks --serve``) that runner's
 heartbeat is fresh, and when a channel layer that crosses processes is configured it answers too.
+
+Anyone may ask, so the answer names the checks and whether each passed; what went wrong (a driver's
+error text can name hosts, users and databases) goes to the log, and to staff who are logged in.
 """
 
 import asyncio
+import logging
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from django.db import connection
@@ -17,6 +22,9 @@ from .runnerprocess import RunnerProcess
 #: Seconds the channel layer gets to answer a probe.
 LAYER_TIMEOUT = 2.0
 HEALTH_GROUP = "conductor.health"
+#: The path probes use, answered whatever the request's Host (``AnswerProbesByAnyHost``).
+PROBE_PATH = "/health"
+logger = logging.getLogger("conductor.health")
 
 
 def check_health() -> dict[str, Any]:
@@ -26,7 +34,35 @@ def check_health() -> dict[str, Any]:
         checks["runner"] = _runner() if checks["database"]["ok"] else _failed("the database is unreachable")
     if (layer := _crossing_layer()) is not None:
         checks["channel_layer"] = _layer(layer)
+    for name, check in checks.items():
+        if not check["ok"]:
+            logger.warning("Health check %s failed: %s", name, check["detail"])
     return {"healthy": all(check["ok"] for check in checks.values()), "checks": checks}
+
+
+def without_details(report: dict[str, Any]) -> dict[str, Any]:
+    """The report for anonymous callers: which checks passed, not what the errors said."""
+    checks = {name: {"ok": check["ok"]} for name, check in report["checks"].items()}
+    return {"healthy": report["healthy"], "checks": checks}
+
+
+class AnswerProbesByAnyHost:
+    """First in MIDDLEWARE: answers ``/health`` before anything reads the Host header.
+
+    Kubernetes httpGet probes and load balancers' health checks (AWS ALB) send the pod's or node's IP as
+    the Host, which is not in ALLOWED_HOSTS, and CommonMiddleware's ``get_host()`` would answer 400. Only
+    this exact path is answered here; every other request goes on to Django's host check.
+    """
+
+    def __init__(self, get_response: Callable) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: Any) -> Any:
+        if request.path_info == PROBE_PATH:
+            from .views import health  # views import this module's check_health lazily too
+
+            return health(request)
+        return self.get_response(request)
 
 
 def _ok(detail: str) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """``/metrics``: Conductor's state in Prometheus' text format, read from the database at each scrape.
 
 Every number is an aggregate computed by the database (GROUP BY with filtered counts), never runs loaded
-into Python. Runs are counted over the table as it is (``prunetaskruns`` makes the counters drop, which
-Prometheus reads as a counter reset). Event-queue drops are this process's own.
+into Python. Ended runs are counted over the table as it is (``prunetaskruns`` makes the counters drop,
+which Prometheus reads as a counter reset); running ones are a gauge, since they come and go.
+Event-queue drops are this process's own.
 """
 
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from prometheus_client.registry import Collector
 
 from . import conf, dbclock, events
 from .runnerprocess import RunnerProcess
-from .status import TaskStatus
+from .status import RunStatus, TaskStatus
 from .task import Task
 from .taskrun import TaskRun
 
@@ -25,7 +26,7 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 
 
 class ConductorCollector(Collector):
     def collect(self) -> Iterator[Any]:
-        yield runs_by_status_and_queue()
+        yield from runs_by_status_and_queue()
         yield run_durations_by_function()
         yield claim_latency()
         yield queue_depth()
@@ -33,14 +34,29 @@ class ConductorCollector(Collector):
         yield event_queue_drops()
 
 
-def runs_by_status_and_queue() -> CounterMetricFamily:
-    family = CounterMetricFamily(
-        "conductor_runs", "Runs recorded, by status and queue.", labels=["status", "queue"]
+def runs_by_status_and_queue() -> Iterator[Any]:
+    """Ended runs as a counter, running ones as a gauge: a run that ends leaves the running count, and a
+    counter that went down would read as a reset to Prometheus (rate() would jump)."""
+    ended = CounterMetricFamily(
+        "conductor_runs", "Runs that ended, by final status and queue.", labels=["status", "queue"]
     )
-    rows = TaskRun.objects.values("status", "task__queue").annotate(n=Count("id")).order_by()
-    for row in rows:
-        family.add_metric([row["status"], row["task__queue"]], row["n"])
-    return family
+    running = GaugeMetricFamily("conductor_runs_running", "Runs going on now, by queue.", labels=["queue"])
+    for row in _runs_per_queue():
+        # Every final status for every queue, zeros too: a series that appears later loses its first increase.
+        for status in ENDED:
+            ended.add_metric([status, row["queue"]], row[status])
+        running.add_metric([row["queue"]], row[RunStatus.RUNNING])
+    yield ended
+    yield running
+
+
+#: Run statuses that never change again (everything but running).
+ENDED = tuple(status.value for status in RunStatus if status != RunStatus.RUNNING)
+
+
+def _runs_per_queue() -> list[dict]:
+    counts = {status.value: Count("id", filter=Q(status=status)) for status in RunStatus}
+    return list(TaskRun.objects.values(queue=F("task__queue")).annotate(**counts).order_by())
 
 
 def _histogram(name: str, documentation: str, label: str, rows: list[dict]) -> HistogramMetricFamily:
@@ -59,9 +75,9 @@ def _bound(bound: float) -> str:
 def run_durations_by_function() -> HistogramMetricFamily:
     finished = TaskRun.objects.filter(duration__isnull=False)
     counts = {f"le_{i}": Count("id", filter=Q(duration__lte=bound)) for i, bound in enumerate(BUCKETS)}
-    rows = finished.values("task__func").annotate(count=Count("id"), total=Sum("duration"), **counts)
+    rows = finished.values(func=F("task__func")).annotate(count=Count("id"), total=Sum("duration"), **counts)
     return _histogram(
-        "conductor_run_duration_seconds", "How long finished runs took, by function.", "task__func",
+        "conductor_run_duration_seconds", "How long finished runs took, by function.", "func",
         list(rows.order_by()),
     )  # fmt: skip
 

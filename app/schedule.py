@@ -123,9 +123,34 @@ def upcoming(task: Any, count: int = 5) -> list[datetime]:
     """
     if task.next_run is None or (not task.loop and not task.cron):
         return [task.next_run] if task.next_run else []
-    times, moment = [task.next_run], task.next_run
     remaining = (task.max_runs - task.run_count) if task.max_runs else count
-    while len(times) < min(count, remaining):
+    return [task.next_run, *_following(task, task.next_run, min(count, remaining) - 1)]
+
+
+def upcoming_while_running(
+    task: Any, now: datetime, started: datetime | None, count: int = 5
+) -> list[datetime]:
+    """The next ``count`` times a looping task that is running now is due, from the slot after this run.
+
+    That slot is the one the runner records when the run ends (``next_loop_run``), taken as if it ended
+    now: one interval after the period this run was due for, or the next cron time. The run going on now
+    counts against ``max_runs`` (``run_count`` grows only when it ends).
+    """
+    if not task.loop:  # a cron task is a loop too (Task.save)
+        return []
+    remaining = (task.max_runs - task.run_count - 1) if task.max_runs else count
+    if remaining <= 0:
+        return []
+    first = next_loop_run(task, now, started)
+    if task.expires_at and first >= task.expires_at:
+        return []  # it would be expired at its claim, not run
+    return [first, *_following(task, first, min(count, remaining) - 1)]
+
+
+def _following(task: Any, moment: datetime, count: int) -> list[datetime]:
+    """Up to ``count`` times after ``moment`` on the task's schedule, ending before its ``expires_at``."""
+    times: list[datetime] = []
+    while len(times) < count:
         if task.cron:
             moment = next_run(task.cron, task.timezone, moment, previous=moment)
         else:

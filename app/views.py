@@ -105,8 +105,11 @@ def _may_scrape(request: HttpRequest) -> bool:
 
 @never_cache
 def health(request: HttpRequest) -> JsonResponse:
-    """200 when healthy, 503 when not, with what each check found (for load balancers and probes)."""
-    from .health import check_health
+    """200 when healthy, 503 when not, naming each check; what a failed check found is shown to staff only
+    (the probe path answers before authentication, so there always without it)."""
+    from .health import check_health, without_details
 
     report = check_health()
-    return JsonResponse(report, status=200 if report["healthy"] else 503)
+    status = 200 if report["healthy"] else 503
+    user = getattr(request, "user", None)
+    return JsonResponse(report if user and user.is_staff else without_details(report), status=status)

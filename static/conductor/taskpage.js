@@ -68,7 +68,7 @@ function renderDefinition(task) {
   fill(byTestId("definition"), JSON.stringify(rows), () => rows.flatMap(([name, value]) => [el("dt", { text: name }), el("dd", { "data-field": name, text: value })]));
   setText(byTestId("task-timezone"), `in ${detail.definition.timezone || "UTC"}`);
   fill(byTestId("upcoming"), detail.upcoming.join("|"), () => detail.upcoming.map((moment) => el("li", { "data-testid": "upcoming-run", text: moment.replace("T", " ") })));
-  setText(byTestId("upcoming-note"), detail.upcoming.length ? "" : "No runs to come (not waiting, or its schedule has ended).");
+  setText(byTestId("upcoming-note"), detail.upcoming.length ? "" : "No runs to come (a one-off task, or its schedule has ended).");
 }
 
 function definitionText(name, value) {
@@ -114,13 +114,15 @@ function reloadSoon(page) {
   }, RELOAD_MS);
 }
 
+const RELOAD_EVENTS = new Set(["task.deleted", "task.changed", "task.claimed"]);
 const newer = (known, task) => (known && known.updated_at > task.updated_at ? known : task);
 
 function onEvents(page, events) {
   for (const event of events) {
     if (event.task !== taskPk) continue;
     if (event.state) view.task = newer(view.task, event.state);
-    if (event.type === "task.deleted" || event.type === "task.changed" || FINISH_EVENTS.has(event.type)) reloadSoon(page);
+    // task.claimed too: the next runs then start from the slot after the run that began.
+    if (RELOAD_EVENTS.has(event.type) || FINISH_EVENTS.has(event.type)) reloadSoon(page);
     if (FINISH_EVENTS.has(event.type) && event.run === view.selected) selectRun(page, event.run);
   }
 }

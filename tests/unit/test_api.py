@@ -1,13 +1,14 @@
 """Tests for app.api: the dashboard's JSON views answer staff only, 400 with the field on bad input."""
 
 import itertools
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from django.urls import reverse
 
-from app.status import RunStatus
+from app import dbclock
+from app.status import RunStatus, TaskStatus
 from app.task import Task
 from app.taskrun import TaskRun
 from tests.conftest import make_user
@@ -78,6 +79,47 @@ def test_an_interval_task_lists_its_next_runs_one_interval_apart(staff):
     gaps = {(datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
             for a, b in itertools.pairwise(upcoming)}  # fmt: skip
     assert (len(upcoming), gaps) == (5, {60.0})
+
+
+def running(task: Task, due: datetime) -> None:
+    """As a claim leaves it: running, its period the time it was due, a run started then."""
+    Task.objects.filter(pk=task.pk).update(status=TaskStatus.RUNNING, next_run=due, period_start=due)
+    TaskRun.objects.create(task=task, status=RunStatus.RUNNING, started_at=due, scheduled_for=due)
+
+
+def upcoming_of(staff, task: Task) -> list[datetime]:
+    detail = staff.get(reverse("conductor:api-task", args=[task.task_id])).json()
+    return [datetime.fromisoformat(moment) for moment in detail["upcoming"]]
+
+
+def test_a_running_interval_task_lists_the_runs_after_this_one(staff):
+    # The demo's import job: runs 50 s of every 60 s, so it is mostly seen running.
+    task = Task(name="imports", func="tests.functions.add", args_in={"a": 1}, loop=True, interval=60)
+    task.save()
+    due = dbclock.now() - timedelta(seconds=50)
+    running(task, due)
+    assert upcoming_of(staff, task) == [due + timedelta(seconds=60 * k) for k in range(1, 6)]
+    # The run going on counts against max_runs; expires_at ends the list too.
+    Task.objects.filter(pk=task.pk).update(max_runs=4, run_count=1)
+    assert upcoming_of(staff, task) == [due + timedelta(seconds=60), due + timedelta(seconds=120)]
+    Task.objects.filter(pk=task.pk).update(max_runs=None, expires_at=due + timedelta(seconds=150))
+    assert upcoming_of(staff, task) == [due + timedelta(seconds=60), due + timedelta(seconds=120)]
+    Task.objects.filter(pk=task.pk).update(loop=False)  # a one-off run: nothing to come
+    assert upcoming_of(staff, task) == []
+
+
+def test_a_running_cron_task_lists_its_next_times_after_now_in_its_time_zone(staff):
+    # Every hour on the hour in Kolkata (UTC+05:30): at half past in UTC.
+    task = Task(name="hourly", func="tests.functions.add", args_in={"a": 1}, cron="0 * * * *",
+                timezone="Asia/Kolkata")  # fmt: skip
+    task.save()
+    now = dbclock.now()
+    due = now.replace(minute=30, second=0, microsecond=0)
+    due -= timedelta(hours=1) if due > now else timedelta(0)  # the slot this run was due for
+    running(task, due)
+    upcoming = upcoming_of(staff, task)
+    assert upcoming == [due + timedelta(hours=k) for k in range(1, 6)]
+    assert {(m.minute, m.utcoffset()) for m in upcoming} == {(0, timedelta(hours=5, minutes=30))}
 
 
 def test_a_run_shows_its_traceback_and_log(staff):

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.db import connection
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -15,8 +16,29 @@ REPO = Path(__file__).resolve().parents[2]
 def test_a_process_that_reaches_its_database_is_healthy(client):
     response = client.get("/health")
     assert response.status_code == 200
+    assert response.json() == {"healthy": True, "checks": {"database": {"ok": True}}}  # no details
+
+
+@pytest.mark.django_db
+def test_staff_see_what_each_check_found(admin_client):
+    # Through dashboard/health: /health answers before authentication, so always without details.
+    check = admin_client.get("/dashboard/health").json()["checks"]["database"]
+    assert check == {"ok": True, "detail": connection.vendor}
+
+
+@pytest.mark.django_db
+def test_health_answers_a_probe_that_sends_an_ip_as_host_and_nothing_else_does(client, settings):
+    # What a Kubernetes httpGet probe or an AWS ALB health check sends: the pod's address, port included.
+    probe = {"Host": "10.1.2.3:8716"}
+    assert "10.1.2.3" not in settings.ALLOWED_HOSTS
+    response = client.get("/health", headers=probe)
+    assert response.status_code == 200
     assert response.json()["healthy"] is True
-    assert response.json()["checks"]["database"]["ok"] is True
+    assert "no-cache" in response["Cache-Control"]
+    # Only that exact path: everything else still gets Django's host check.
+    assert client.get("/health/", headers=probe).status_code == 400
+    assert client.get("/dashboard/health", headers=probe).status_code == 400
+    assert client.get("/admin/login/", headers=probe).status_code == 400
 
 
 def test_a_process_whose_database_is_unreachable_answers_503():
@@ -33,5 +55,6 @@ def test_a_process_whose_database_is_unreachable_answers_503():
     status, report = json.loads(done.stdout.strip().splitlines()[-1])
     assert status == 503
     assert report["healthy"] is False
-    assert report["checks"]["database"]["ok"] is False
-    assert "OperationalError" in report["checks"]["database"]["detail"]
+    # Anonymous callers learn which check failed; the driver's text (host, port, user) goes to the log.
+    assert report["checks"] == {"database": {"ok": False}}
+    assert "Health check database failed: OperationalError" in done.stderr

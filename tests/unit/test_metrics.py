@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.metrics import ENDED
 from app.runnerprocess import RunnerProcess
 from app.status import RunStatus, TaskStatus
 from app.task import Task
@@ -67,14 +68,31 @@ def test_metrics_are_off_unless_a_token_or_an_address_allows_them(client, settin
     assert client.get(METRICS, headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
 
 
-def test_runs_are_counted_by_status_and_queue_as_the_database_has_them(client, settings, history):
+def test_ended_runs_are_counted_by_status_and_queue_as_the_database_has_them(client, settings, history):
+    make_run(history["adds"], RunStatus.RUNNING, 0.0)
     runs = samples(scrape(client, settings)["conductor_runs"], "_total")
-    expected = {}
-    for status, queue in TaskRun.objects.values_list("status", "task__queue"):
-        key = (("queue", queue), ("status", status))
-        expected[key] = expected.get(key, 0) + 1
-    assert runs == expected
+    expected = {((("queue", q), ("status", s))): 0 for q in ("default", "maths") for s in ENDED}
+    for status, queue in TaskRun.objects.exclude(status=RunStatus.RUNNING).values_list(
+        "status", "task__queue"
+    ):
+        expected[(("queue", queue), ("status", status))] += 1
+    assert runs == expected  # every final status of every queue, none for running
     assert runs[(("queue", "maths"), ("status", "finished"))] == 4
+    assert runs[(("queue", "maths"), ("status", "cancelled"))] == 0
+
+
+def test_running_runs_are_a_gauge_and_a_run_that_ends_moves_to_the_counter(client, settings, history):
+    run = make_run(history["adds"], RunStatus.RUNNING, 0.0)
+    families = scrape(client, settings)
+    assert samples(families["conductor_runs_running"]) == {
+        (("queue", "default"),): 0,
+        (("queue", "maths"),): 1,
+    }
+    assert families["conductor_runs_running"].type == "gauge"
+    TaskRun.objects.filter(pk=run.pk).update(status=RunStatus.FINISHED)
+    families = scrape(client, settings)
+    assert samples(families["conductor_runs_running"])[(("queue", "maths"),)] == 0
+    assert samples(families["conductor_runs"], "_total")[(("queue", "maths"), ("status", "finished"))] == 5
 
 
 def test_durations_are_a_histogram_per_function(client, settings, history):
@@ -83,7 +101,7 @@ def test_durations_are_a_histogram_per_function(client, settings, history):
     buckets = {
         dict(key)["le"]: value
         for key, value in samples(family, "_bucket").items()
-        if dict(key)["task__func"] == add
+        if dict(key)["func"] == add
     }
     assert (buckets["0.005"], buckets["0.25"], buckets["5.0"], buckets["10.0"], buckets["+Inf"]) == (
         1,
@@ -92,8 +110,8 @@ def test_durations_are_a_histogram_per_function(client, settings, history):
         4,
         4,
     )
-    assert samples(family, "_count")[(("task__func", add),)] == 4
-    assert samples(family, "_sum")[(("task__func", add),)] == pytest.approx(7.403)
+    assert samples(family, "_count")[(("func", add),)] == 4
+    assert samples(family, "_sum")[(("func", add),)] == pytest.approx(7.403)
 
 
 def test_claim_latency_is_how_long_due_runs_waited(client, settings, history):
