@@ -15,6 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import connection
+from django.http import JsonResponse
+from django.utils.cache import add_never_cache_headers
 
 from . import conf, dbclock, livelayer
 from .runnerprocess import RunnerProcess
@@ -59,10 +61,18 @@ class AnswerProbesByAnyHost:
 
     def __call__(self, request: Any) -> Any:
         if request.path_info == PROBE_PATH:
-            from .views import health  # views import this module's check_health lazily too
-
-            return health(request)
+            return health_response(detailed=False)  # before authentication: never the details
         return self.get_response(request)
+
+
+def health_response(detailed: bool) -> JsonResponse:
+    """200 when healthy, 503 when not, never cached; ``detailed`` adds what each failed check found."""
+    report = check_health()
+    response = JsonResponse(
+        report if detailed else without_details(report), status=200 if report["healthy"] else 503
+    )
+    add_never_cache_headers(response)
+    return response
 
 
 def _ok(detail: str) -> dict[str, Any]:

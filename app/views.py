@@ -107,9 +107,7 @@ def _may_scrape(request: HttpRequest) -> bool:
 def health(request: HttpRequest) -> JsonResponse:
     """200 when healthy, 503 when not, naming each check; what a failed check found is shown to staff only
     (the probe path answers before authentication, so there always without it)."""
-    from .health import check_health, without_details
+    from .health import health_response
 
-    report = check_health()
-    status = 200 if report["healthy"] else 503
     user = getattr(request, "user", None)
-    return JsonResponse(report if user and user.is_staff else without_details(report), status=status)
+    return health_response(detailed=bool(user and user.is_staff))
