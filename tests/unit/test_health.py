@@ -16,7 +16,10 @@ REPO = Path(__file__).resolve().parents[2]
 def test_a_process_that_reaches_its_database_is_healthy(client):
     response = client.get("/health")
     assert response.status_code == 200
-    assert response.json() == {"healthy": True, "checks": {"database": {"ok": True}}}  # no details
+    body = response.json()
+    assert body["healthy"] is True
+    assert body["checks"]["database"] == {"ok": True}
+    assert all(check == {"ok": True} for check in body["checks"].values())  # no details, any checks
 
 
 @pytest.mark.django_db
