@@ -221,15 +221,17 @@ def _check_conventional_asgi_application() -> list:
     try:
         routed = routes_dashboard_socket(import_string(path))
     except Exception as exc:  # the project's own asgi.py failed: its traceback is not ours to hide
-        return [_asgi_warning(f"{path} (which daphne and uvicorn would serve) could not be loaded: {exc}.")]
+        return [
+            _asgi_warning(path, f"{path} (which daphne and uvicorn would serve) could not be loaded: {exc}.")
+        ]
     if routed:
         return []
-    return [_asgi_warning(f"{path} (which daphne and uvicorn would serve) does not route Conductor's "
-                          "dashboard socket: the dashboard would never go live.")]  # fmt: skip
+    return [_asgi_warning(path, f"{path} (which daphne and uvicorn would serve) does not route Conductor's "
+                                "dashboard socket: the dashboard would never go live.")]  # fmt: skip
 
 
-def _asgi_warning(message: str) -> Warning:
-    module = conventional_asgi_path().rpartition(".")[0]
+def _asgi_warning(path: str, message: str) -> Warning:
+    module = path.rpartition(".")[0]
     return Warning(
         message,
         hint=f"At the end of {module.replace('.', '/')}.py add `from conductor.asgi import with_conductor` "

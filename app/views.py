@@ -103,10 +103,9 @@ def _may_scrape(request: HttpRequest) -> bool:
     return request.META.get("REMOTE_ADDR") in settings_now.METRICS_ALLOWED_IPS
 
 
-@never_cache
 def health(request: HttpRequest) -> JsonResponse:
-    """200 when healthy, 503 when not, naming each check; what a failed check found is shown to staff only
-    (the probe path answers before authentication, so there always without it)."""
+    """200 when healthy, 503 when not, naming each check, never cached; what a failed check found is shown
+    to staff only (the probe path answers before authentication, so there always without it)."""
     from .health import health_response
 
     user = getattr(request, "user", None)

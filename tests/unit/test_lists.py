@@ -84,49 +84,45 @@ def test_runs_filter_by_runner_status_queue_and_task():
     )
 
 
-@pytest.mark.parametrize(
-    ("params", "field"),
-    [
-        ({"colour": ["red"]}, "colour"),
-        ({"status": ["sleeping"]}, "status"),
-        ({"loop": ["yes"]}, "loop"),
-        ({"sort": ["priority"]}, "sort"),
-        ({"sort": ["name"], "cursor": [encode_cursor(5, 1)]}, "cursor"),
-        ({"limit": ["0"]}, "limit"),
-        ({"limit": [str(MAX_LIMIT + 1)]}, "limit"),
-        ({"limit": ["ten"]}, "limit"),
-        ({"cursor": ["not a cursor!"]}, "cursor"),
-        ({"cursor": [encode_cursor(1, "one")]}, "cursor"),
-        ({"q": ["x" * 201]}, "q"),
-        ({"q": ["a", "b"]}, "q"),
-        ({"queue": [""]}, "queue"),
-        # '²' is a digit to str.isdigit() but not to int(): refused, not a 500.
-        ({"limit": ["\u00b2"]}, "limit"),
-        # PostgreSQL text cannot hold NUL: refused before any query reaches it.
-        ({"q": ["job\x00"]}, "q"),
-        ({"queue": ["mail\x00"]}, "queue"),
-        ({"sort": ["name"], "cursor": [encode_cursor("job\x00", 1)]}, "cursor"),
-    ],
-)
-def test_bad_input_names_the_field(params, field):
-    with pytest.raises(ListError) as caught:
-        task_page(params)
-    assert caught.value.field == field
+#: (params, the field named): bad input to the task list.
+BAD_TASK_LIST_INPUT = [
+    ({"colour": ["red"]}, "colour"),
+    ({"status": ["sleeping"]}, "status"),
+    ({"loop": ["yes"]}, "loop"),
+    ({"sort": ["priority"]}, "sort"),
+    ({"sort": ["name"], "cursor": [encode_cursor(5, 1)]}, "cursor"),
+    ({"limit": ["0"]}, "limit"),
+    ({"limit": [str(MAX_LIMIT + 1)]}, "limit"),
+    ({"limit": ["ten"]}, "limit"),
+    ({"cursor": ["not a cursor!"]}, "cursor"),
+    ({"cursor": [encode_cursor(1, "one")]}, "cursor"),
+    ({"q": ["x" * 201]}, "q"),
+    ({"q": ["a", "b"]}, "q"),
+    ({"queue": [""]}, "queue"),
+    # '²' is a digit to str.isdigit() but not to int(): refused, not a 500.
+    ({"limit": ["\u00b2"]}, "limit"),
+    # PostgreSQL text cannot hold NUL: refused before any query reaches it.
+    ({"q": ["job\x00"]}, "q"),
+    ({"queue": ["mail\x00"]}, "queue"),
+    ({"sort": ["name"], "cursor": [encode_cursor("job\x00", 1)]}, "cursor"),
+]
+#: The same for the run list.
+BAD_RUN_LIST_INPUT = [
+    ({"task": ["abc"]}, "task"),
+    ({"task": ["\u00b2"]}, "task"),
+    ({"q": ["\x00"]}, "q"),
+    ({"runner": ["r\x00"]}, "runner"),
+    ({"q": [" "]}, "q"),
+]
 
 
 @pytest.mark.parametrize(
-    ("params", "field"),
-    [
-        ({"task": ["abc"]}, "task"),
-        ({"task": ["\u00b2"]}, "task"),
-        ({"q": ["\x00"]}, "q"),
-        ({"runner": ["r\x00"]}, "runner"),
-        ({"q": [" "]}, "q"),
-    ],
+    ("page", "params", "field"),
+    [(task_page, *case) for case in BAD_TASK_LIST_INPUT] + [(run_page, *case) for case in BAD_RUN_LIST_INPUT],
 )
-def test_bad_run_list_input_names_the_field(params, field):
+def test_bad_input_names_the_field(page, params, field):
     with pytest.raises(ListError) as caught:
-        run_page(params)
+        page(params)
     assert caught.value.field == field
 
 
