@@ -267,7 +267,7 @@ class TaskRunAdmin(ReadOnlyAdmin):
     list_select_related = ["task", "runner"]
     fields = ["task", "runner", "status", "attempt", "fence", "scheduled_for", "started_at", "finished_at",
               "duration_shown", "thread_name", "thread_ident", "progress", "progress_message",
-              "output_shown", "error_shown", "log_shown"]  # fmt: skip
+              "output_shown", "error_shown", "log_shown", "live_page"]  # fmt: skip
     readonly_fields = fields
 
     @admin.display(description="duration", ordering="duration")
@@ -285,6 +285,11 @@ class TaskRunAdmin(ReadOnlyAdmin):
     @admin.display(description="printed and logged")
     def log_shown(self, run: TaskRun) -> str:
         return pre(run.log)
+
+    @admin.display(description="live page")
+    def live_page(self, run: TaskRun) -> str:
+        url = f"{reverse('conductor:task', args=[run.task.task_id])}?run={run.pk}"
+        return live_link(url, "its task's page, with this run's output, traceback and log")
 
 
 @admin.register(RunnerProcess)

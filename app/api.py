@@ -11,6 +11,7 @@ from typing import Any
 
 from django.http import Http404, HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -113,6 +114,7 @@ def run_detail(request: HttpRequest, pk: int) -> JsonResponse:
         "log": run.log[-LOG_LIMIT:],
         "retry_at": epoch(run.retry_at),
         "scheduled_for": epoch(run.scheduled_for),
+        "admin_url": reverse("admin:conductor_taskrun_change", args=[run.pk]),
     })  # fmt: skip
 
 

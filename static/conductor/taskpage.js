@@ -80,10 +80,26 @@ function definitionText(name, value) {
 async function selectRun(page, run) {
   view.selected = run;
   view.run = null;
+  showRunInAddress(run);
   page.markDirty();
   const answer = await getJson(`${page.base}api/runs/${run}`);
-  if (view.selected === run) view.run = answer;
+  const foreign = answer.id && answer.task_id !== taskId;
+  if (view.selected === run) view.run = foreign ? { error: `Run ${run} is a run of another task (${answer.task_id}).` } : answer;
   page.markDirty();
+}
+
+/** The address names the run shown (?run=<id>), so it can be shared, reloaded, and linked from the admin. */
+function showRunInAddress(run) {
+  const url = new URL(location.href);
+  if (run === null) url.searchParams.delete("run");
+  else url.searchParams.set("run", String(run));
+  history.replaceState(history.state, "", url);
+}
+
+/** The run the address names on arrival (the admin's run page links here), or null. */
+function runInAddress() {
+  const run = new URL(location.href).searchParams.get("run");
+  return run && /^[0-9]{1,18}$/.test(run) ? Number(run) : null;
 }
 
 function renderRunDetail(page) {
@@ -100,6 +116,9 @@ function renderRunDetail(page) {
   setText(byTestId("run-output"), run?.id ? text(run.output) || "(none)" : "");
   setText(byTestId("run-traceback"), run?.id ? run.error || "(none)" : "");
   setText(byTestId("run-log"), run?.id ? run.log || "(nothing printed or logged)" : "");
+  const admin = byTestId("run-admin-link");
+  admin.hidden = !run?.admin_url;
+  if (run?.admin_url) admin.setAttribute("href", run.admin_url);
 }
 
 /** Read the task and its next runs again (after an event about it, or a snapshot). */
@@ -135,8 +154,10 @@ const page = startPage({
 wireListControls("runs", (kind, change) => page.dispatch({ type: "list", kind, change }), fixed);
 byTestId("close-run-detail").addEventListener("click", () => {
   view.selected = null;
+  showRunInAddress(null);
   page.markDirty();
 });
+if (runInAddress() !== null) selectRun(page, runInAddress());
 byTestId("cancel-current").addEventListener("click", () => {
   const run = runningRun(page.state);
   if (run !== null) page.send({ type: "cancel", run }, { kind: "cancel", run });

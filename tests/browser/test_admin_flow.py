@@ -42,3 +42,31 @@ def test_a_looping_task_created_in_the_admin_runs_on_the_dashboard(
     # It runs again and again: the run count the dashboard shows goes up without a reload.
     expect(row).to_contain_text("2 runs", timeout=15_000)
     expect(row).to_contain_text("42")
+
+
+def test_a_run_goes_from_the_admin_to_its_task_page_and_back(open_dashboard, dashboard_server):
+    page = open_dashboard()
+    task = Task.objects.create(name="linked run", func="tests.functions.add", args_in={"a": 40, "b": 2})
+    run = wait_until(lambda: task.runs.filter(status="finished").first())
+    other = Task.objects.create(name="another", func="tests.functions.add", args_in={"a": 1})
+    other_run = wait_until(lambda: other.runs.filter(status="finished").first())
+
+    page.goto(f"{dashboard_server.url}/admin/conductor/taskrun/{run.pk}/change/")
+    page.get_by_test_id("live-page-link").click()
+    page.wait_for_url(f"**/dashboard/tasks/{task.task_id}/?run={run.pk}")
+    detail = page.get_by_test_id("run-detail")
+    expect(detail).to_have_attribute("data-status", "finished")
+    expect(detail.get_by_test_id("run-output")).to_have_text("42")
+
+    detail.get_by_test_id("run-admin-link").click()
+    page.wait_for_url(f"**/admin/conductor/taskrun/{run.pk}/change/")
+
+    # The address names only this task's runs: another task's run is refused, not shown as this one's.
+    page.goto(f"{dashboard_server.url}/dashboard/tasks/{task.task_id}/?run={other_run.pk}")
+    expect(detail.get_by_test_id("run-detail-summary")).to_have_text(
+        f"Run {other_run.pk} is a run of another task ({other.task_id})."
+    )
+    expect(detail.get_by_test_id("run-output")).to_have_text("")
+    page.get_by_test_id("close-run-detail").click()
+    expect(detail).to_be_hidden()
+    assert "run=" not in page.url

@@ -881,6 +881,15 @@ def test_run_page_shows_output_traceback_and_log_escaped_in_pre(admin_client):
     assert "conductor-task-3" in html
 
 
+def test_run_page_links_to_its_task_page_with_the_run_open(admin_client):
+    task = make_task(name="linked")
+    run = make_run(task, RunStatus.FINISHED)
+
+    html = admin_client.get(change_url(run)).content.decode()
+
+    assert f'href="/dashboard/tasks/{task.task_id}/?run={run.pk}" data-testid="live-page-link"' in html
+
+
 def test_run_page_is_read_only(admin_client):
     run = make_run(make_task(), RunStatus.FAILED)
 

@@ -130,6 +130,7 @@ def test_a_run_shows_its_traceback_and_log(staff):
     )
     detail = staff.get(reverse("conductor:api-run", args=[run.pk])).json()
     assert (detail["error"], detail["log"], detail["task_id"]) == (run.error, "hello\n", task.task_id)
+    assert detail["admin_url"] == f"/admin/conductor/taskrun/{run.pk}/change/"  # and back (test_admin)
 
 
 def test_charts_answer_staff(staff):
