@@ -1,7 +1,9 @@
 """``make bench``'s browser section: Debian's Chromium watching the dashboard while 20,000 tasks drain.
 
 A ``runtasks --serve`` (SQLite, 8 threads) serves the dashboard to a logged-in staff page. Twice,
-20,000 no-op tasks are bulk-inserted and drained while the page is open. Measured in the page (FIELD-NOTES
+20,000 no-op tasks are bulk-inserted and drained while the page is open; then all of it again with the
+server pinned to CPU 0 and the browser to the other CPUs ("split": an operator's browser does not share
+the runner's machine). Measured in the page (FIELD-NOTES
 "Browser tests here"): main-thread long tasks (a ``longtask`` PerformanceObserver), the round trip of a
 trivial ``page.evaluate`` every 100 ms during the drain (it waits for the main thread), and after each
 drain the DOM nodes and the JS heap (``performance.memory``, Chromium with precise memory info), before
@@ -9,7 +11,8 @@ and after a garbage collection forced through the DevTools protocol (``HeapProfi
 the heap that survives a collection says whether the page keeps what it no longer shows.
 
 ``BENCH_BROWSER_TRACE=path`` saves a Chromium performance trace of both drains (open it in DevTools'
-Performance panel, or summarise its longest tasks with ``bench/browsertrace.py path``).
+Performance panel, or summarise its longest tasks with ``bench/browsertrace.py path``), and of the split
+run's in ``path.split``.
 ``BENCH_BROWSER_VIEWPORT=WxH`` sets the page's size (default ``VIEWPORT``, a laptop's screen): what is on
 screen is what the browser lays out and paints.
 """
@@ -17,6 +20,8 @@ screen is what the browser lays out and paints.
 import os
 import time
 from typing import Any
+
+from django.db import connections
 
 from bench.common import percentile, say, wait_for
 from bench.live import free_port, port_open, staff_session_key
@@ -53,8 +58,24 @@ def collected_heap(cdp: Any) -> float:
     return cdp.send("Runtime.getHeapUsage")["usedSize"]
 
 
-def browser_drains(bench: Any) -> list[dict[str, Any]]:
-    """Two drains of BROWSER_DRAIN tasks watched by one page; a dict of measurements per drain."""
+def browser_drains(bench: Any, split: bool = False) -> list[dict[str, Any]]:
+    """Two drains of BROWSER_DRAIN tasks watched by one page; a dict of measurements per drain.
+
+    ``split``: the server on ``bench.RUNNER_CPUS`` and this process with the browser it starts on the
+    others, as an operator's browser runs on another machine than the runner it watches.
+    """
+    if split:
+        bench.pin(bench.own_threads(), bench.WEB_CPUS)  # Playwright's driver and Chromium inherit it
+    trace = os.environ.get("BENCH_BROWSER_TRACE")
+    if trace and split:
+        trace = f"{trace}.split"
+    try:
+        return _watched_drains(bench, bench.RUNNER_CPUS if split else None, trace)
+    finally:
+        bench.pin(bench.own_threads(), bench.ALL_CPUS)
+
+
+def _watched_drains(bench: Any, server_cpus: set[int] | None, trace: str | None) -> list[dict[str, Any]]:
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API keeps an event loop in this thread; the bench's ORM calls are plain sync ones.
@@ -63,7 +84,7 @@ def browser_drains(bench: Any) -> list[dict[str, Any]]:
     session = staff_session_key("bench-browser")
     port = free_port()
     process, log_path = bench.start_runtasks("browser", "--threads", str(bench.THREADS), "--serve",
-                                             f"127.0.0.1:{port}")  # fmt: skip
+                                             f"127.0.0.1:{port}", cpus=server_cpus)  # fmt: skip
     try:
         wait_for(lambda: port_open(port), 60, "runtasks --serve listening", process, log_path, interval=0.1)
         with sync_playwright() as playwright:
@@ -77,7 +98,6 @@ def browser_drains(bench: Any) -> list[dict[str, Any]]:
             page.wait_for_selector('[data-testid="conn-status"][data-state="live"]', timeout=60_000)
             page.wait_for_timeout(1000)  # the page settles on its first frames
             baseline = collected_heap(cdp)
-            trace = os.environ.get("BENCH_BROWSER_TRACE")
             if trace:
                 browser.start_tracing(page=page, path=trace, categories=TRACE_CATEGORIES)
             drains = [watch_drain(bench, page, cdp, n + 1) for n in range(2)]
@@ -86,6 +106,9 @@ def browser_drains(bench: Any) -> list[dict[str, Any]]:
                 say(f"  browser trace saved in {trace} (bench/browsertrace.py {trace} summarises it)")
             drains[0]["heap_before"] = baseline
             browser.close()
+            # The ORM's connection made under Playwright's loop: the next fresh_database() deletes its file,
+            # and a connection left open would go on writing to the deleted one.
+            connections.close_all()
     finally:
         bench.stop(process, log_path)
     return drains
@@ -118,6 +141,12 @@ def watch_drain(bench: Any, page: Any, cdp: Any, round_no: int) -> dict[str, Any
 
 def mb(size: float | None) -> str:
     return "n/a" if size is None else f"{size / 2**20:.2f}"
+
+
+def split_browser_rows(drains: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """The rows of the run with the server and the browser on CPUs of their own."""
+    return [(name.replace("browser", "browser (split)", 1), value, note)
+            for name, value, note in browser_rows(drains)]  # fmt: skip
 
 
 def browser_rows(drains: list[dict[str, Any]]) -> list[tuple[str, str, str]]:

@@ -134,9 +134,10 @@ def fresh_database() -> None:
 
 
 def start_runtasks(
-    log_name: str, *args: str, env: dict[str, str] | None = None
+    log_name: str, *args: str, env: dict[str, str] | None = None, cpus: set[int] | None = None
 ) -> tuple[subprocess.Popen, Path]:
-    return start_process(log_name, ["manage.py", "runtasks", *args], env)
+    """``cpus``: the only CPUs the process and every thread it starts may run on (unset: any)."""
+    return start_process(log_name, ["manage.py", "runtasks", *args], env, cpus)
 
 
 def start_web(log_name: str, port: int, env: dict[str, str]) -> tuple[subprocess.Popen, Path]:
@@ -146,9 +147,11 @@ def start_web(log_name: str, port: int, env: dict[str, str]) -> tuple[subprocess
 
 
 def start_process(
-    log_name: str, args: list[str], env: dict[str, str] | None
+    log_name: str, args: list[str], env: dict[str, str] | None, cpus: set[int] | None = None
 ) -> tuple[subprocess.Popen, Path]:
     log_path = WORK_DIR / f"{log_name}.log"
+    # Pinned before it runs: threads inherit the affinity of the thread that starts them.
+    pinned = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, *args],
@@ -157,6 +160,7 @@ def start_process(
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=pinned,
         )
     return process, log_path
 
@@ -642,6 +646,8 @@ def measure(sections: list[str]) -> dict[str, Any]:
     if "browser" in sections:
         say(f"Browser: Chromium watching two drains of {browser.BROWSER_DRAIN:,} tasks, runtasks --serve")
         results["browser"] = browser.browser_drains(sys.modules[__name__])
+        say(f"The same with runtasks --serve on CPU 0 and the browser on CPU {sorted(WEB_CPUS)}")
+        results["browser_split"] = browser.browser_drains(sys.modules[__name__], split=True)
     if "postgres" in sections:
         results["postgres"] = postgres_rows()
     return results
@@ -766,6 +772,7 @@ def main() -> None:
         "dashboards": dashboard_rows,
         "dashboards_split": split_dashboard_rows,
         "browser": browser.browser_rows,
+        "browser_split": browser.split_browser_rows,
         "postgres": list,
     }
     rows = [row for name, build in builders.items() if name in results for row in build(results[name])]
