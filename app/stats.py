@@ -10,12 +10,12 @@ from typing import Any
 from django.db.models import Count, F, Min, Q, Window
 from django.db.models.functions import PercentRank, TruncMinute
 
-from . import dbclock
+from . import conf, dbclock
 from .status import RunStatus, TaskStatus
 from .task import Task
 from .taskrun import TaskRun
 
-WINDOW = timedelta(hours=1)
+WINDOW = timedelta(seconds=conf.CHARTS_WINDOW)
 CHARTED_OUTCOMES = (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.TIMED_OUT)
 PERCENTILES = (0.5, 0.95, 0.99)
 #: Functions with the most runs in the window that get percentiles (a chart has room for so many).
