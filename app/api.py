@@ -1,9 +1,11 @@
-"""The dashboard's JSON views: lists, one task, one run, one runner, and the charts' aggregates.
+"""The dashboard's JSON views: lists, one task, one run, one runner (with its heartbeats), and the charts'
+aggregates (with the queue depth's history).
 
 Same audience as the dashboard's socket: authenticated, active staff with ``conductor.view_task``
 (answered 401/403 in JSON otherwise). Bad parameters are answered 400 with ``error`` and ``field``.
 """
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
@@ -120,10 +122,33 @@ def run_detail(request: HttpRequest, pk: int) -> JsonResponse:
 
 @staff_json
 def runner_detail(request: HttpRequest, worker_id: str) -> JsonResponse:
+    since = _since(request)
     runner = get_object_or_404(RunnerProcess, worker_id=worker_id)
-    return JsonResponse({**runner_state(runner, dbclock.now()), "threads_state": runner.threads_state})
+    now = dbclock.now()
+    return JsonResponse({
+        **runner_state(runner, now),
+        "threads_state": runner.threads_state,
+        "heartbeats": stats.heartbeats(runner, now, since),
+    })  # fmt: skip
 
 
 @staff_json
 def charts(request: HttpRequest) -> JsonResponse:
-    return JsonResponse(stats.charts())
+    return JsonResponse(stats.charts(since=_since(request)))
+
+
+#: ``since``: epoch seconds in ASCII digits, with a fraction or not.
+SINCE = re.compile(r"\d{1,12}(\.\d{1,9})?", re.ASCII)
+
+
+def _since(request: HttpRequest) -> float | None:
+    """The one parameter of the history views: only what came after ``since`` (epoch seconds)."""
+    unknown = sorted(set(request.GET) - {"since"})
+    if unknown:
+        raise lists.ListError(f"Unknown parameter {unknown[0]!r}; this view takes only since.", unknown[0])
+    values = request.GET.getlist("since")
+    if not values:
+        return None
+    if len(values) > 1 or not SINCE.fullmatch(values[0]):
+        raise lists.ListError("since is one time in epoch seconds, e.g. 1767225600.5.", "since")
+    return float(values[0])

@@ -9,10 +9,10 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.db import DatabaseError, connections
 
-from .conf import ConductorSettings, raw_settings, setting_name
+from .conf import CHARTS_WINDOW, ConductorSettings, raw_settings, setting_name
 
 POSITIVE_NUMBERS = ("POLL", "HEARTBEAT", "HEARTBEAT_TIMEOUT", "CLOCK_SKEW_WARNING", "INTERRUPT_WAIT",
-                    "CANCEL_GRACE")  # fmt: skip
+                    "CANCEL_GRACE", "HISTORY_RETENTION")  # fmt: skip
 POSITIVE_INTEGERS = ("THREADS", "LOG_LIMIT", "EVENT_QUEUE_SIZE")
 
 
@@ -38,7 +38,8 @@ def check_settings(app_configs=None, **kwargs) -> list:
     errors += _check_numbers(raw)
     errors += _check_task_modules(raw.get("TASK_MODULES", []))
     if not errors:
-        errors += _check_heartbeat(ConductorSettings.from_django())
+        current = ConductorSettings.from_django()
+        errors += _check_heartbeat(current) + _check_history_retention(current)
     return errors
 
 
@@ -99,6 +100,20 @@ def _check_heartbeat(conf: ConductorSettings) -> list:
             f"heartbeats ({conf.HEARTBEAT} s each): live runners would be declared dead.",
             "Raise HEARTBEAT_TIMEOUT to at least 3 x HEARTBEAT.",
             6,
+        )
+    ]
+
+
+def _check_history_retention(conf: ConductorSettings) -> list:
+    if conf.HISTORY_RETENTION >= CHARTS_WINDOW:
+        return []
+    return [
+        _error(
+            f"{setting_name('HISTORY_RETENTION')} ({conf.HISTORY_RETENTION:g} s) is shorter than the hour "
+            f"the dashboard's charts show ({CHARTS_WINDOW:g} s): their history would end in a gap.",
+            f"Raise HISTORY_RETENTION to at least {CHARTS_WINDOW:g}, or remove it to use the default "
+            f"({ConductorSettings.HISTORY_RETENTION:g}).",
+            11,
         )
     ]
 

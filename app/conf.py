@@ -43,6 +43,9 @@ class ConductorSettings:
     LOG_LIMIT: int = 65536
     #: Most live-state events waiting to be published; beyond it events are dropped and counted.
     EVENT_QUEUE_SIZE: int = 10000
+    #: Seconds of history (queue depth, heartbeats) runners keep for the dashboard's charts; older samples
+    #: are pruned at heartbeats. At least the charts' hour (checks.py), or the charts would show a gap.
+    HISTORY_RETENTION: float = 4500.0
     #: A bearer token that may read /metrics (``Authorization: Bearer <token>``); empty: none.
     METRICS_TOKEN: str = ""
     #: Client addresses (REMOTE_ADDR) that may read /metrics without a token; empty: none.
@@ -56,7 +59,10 @@ class ConductorSettings:
 
 #: Settings that the environment gives as numbers (``CONDUCTOR_THREADS=4``).
 ENV_NUMBERS = ("THREADS", "POLL", "HEARTBEAT", "HEARTBEAT_TIMEOUT", "CLOCK_SKEW_WARNING", "GRACE",
-               "INTERRUPT_WAIT", "CANCEL_GRACE", "LOG_LIMIT", "EVENT_QUEUE_SIZE")  # fmt: skip
+               "INTERRUPT_WAIT", "CANCEL_GRACE", "LOG_LIMIT", "EVENT_QUEUE_SIZE",
+               "HISTORY_RETENTION")  # fmt: skip
+#: Seconds the dashboard's charts look back (app/stats.py); HISTORY_RETENTION may not be shorter.
+CHARTS_WINDOW = 3600.0
 
 
 def from_environment(environ: os._Environ | dict[str, str] = os.environ) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Every number is an aggregate computed by the database (GROUP BY with filtered counts), never runs loaded
 into Python. Ended runs are counted over the table as it is (``prunetaskruns`` makes the counters drop,
 which Prometheus reads as a counter reset); running ones are a gauge, since they come and go.
-Event-queue drops are this process's own.
+Event-queue drops are every live runner's, as each recorded them at its last heartbeat, and this web
+process's own.
 """
 
 from collections.abc import Iterator
@@ -14,10 +15,10 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from . import conf, dbclock, events
+from . import conf, dbclock, events, livelayer
+from .history import depth_by_queue
 from .runnerprocess import RunnerProcess
-from .status import RunStatus, TaskStatus
-from .task import Task
+from .status import RunStatus
 from .taskrun import TaskRun
 
 #: Upper bounds (seconds) of the run-duration and claim-latency histograms' buckets.
@@ -98,12 +99,7 @@ def queue_depth() -> GaugeMetricFamily:
         "Tasks by queue: due now, waiting (due or not), running.",
         labels=["queue", "state"],
     )
-    rows = Task.objects.values("queue").annotate(
-        due=Count("id", filter=Q(status=TaskStatus.WAITING, paused=False, next_run__lte=dbclock.Now())),
-        waiting=Count("id", filter=Q(status=TaskStatus.WAITING)),
-        running=Count("id", filter=Q(status=TaskStatus.RUNNING)),
-    )
-    for row in rows.order_by():
+    for row in depth_by_queue(dbclock.Now()):
         for state in ("due", "waiting", "running"):
             family.add_metric([row["queue"], state], row[state])
     return family
@@ -116,8 +112,17 @@ def runners_alive() -> GaugeMetricFamily:
 
 
 def event_queue_drops() -> CounterMetricFamily:
-    return CounterMetricFamily(
+    """Each live runner's drops as it recorded them at its last heartbeat (its publisher's and its channel
+    bridge's queues), and this process's own under ``runner=""`` unless a runner lives in it (``runtasks
+    --serve``: its drops are that runner's). A runner restarted under the same worker id counts from 0
+    again, which Prometheus reads as a counter reset."""
+    family = CounterMetricFamily(
         "conductor_event_queue_drops",
-        "Live-state events this process dropped because its queue was full.",
-        value=events.publisher.dropped,
+        'Live-state events dropped because a queue was full, by runner ("": this web process).',
+        labels=["runner"],
     )
+    for worker_id, dropped in RunnerProcess.objects.live().values_list("worker_id", "events_dropped"):
+        family.add_metric([worker_id], dropped)
+    if not livelayer.runner_in_process:
+        family.add_metric([""], events.publisher.dropped)
+    return family

@@ -47,6 +47,11 @@ class RunnerProcess(models.Model):
         help_text="Seconds the database's clock is ahead of this runner's (negative: behind), as measured "
         "at its last heartbeat.",
     )
+    events_dropped = models.PositiveBigIntegerField(
+        default=0,
+        help_text="Live events it dropped since it started (its publisher's and its channel bridge's "
+        "queues), as of its last heartbeat.",
+    )
 
     objects = RunnerQuerySet.as_manager()
 
@@ -77,13 +82,15 @@ class RunnerProcess(models.Model):
                 "heartbeat in the last minute; choose another --worker-id"
             )
 
-    def heartbeat(self, threads_state: list[dict], clock_offset: float | None = None) -> bool:
+    def heartbeat(
+        self, threads_state: list[dict], clock_offset: float | None = None, events_dropped: int = 0
+    ) -> bool:
         """Record that this runner lives (by the database's clock); False when others had already presumed
         it dead."""
-        self.clock_offset = clock_offset
+        self.clock_offset, self.busy, self.events_dropped = clock_offset, len(threads_state), events_dropped
         alive = RunnerProcess.objects.filter(pk=self.pk, state__in=LIVE_STATES).update(
-            heartbeat_at=dbclock.Now(), busy=len(threads_state), threads_state=threads_state,
-            clock_offset=clock_offset,
+            heartbeat_at=dbclock.Now(), busy=self.busy, threads_state=threads_state,
+            clock_offset=clock_offset, events_dropped=events_dropped,
         )  # fmt: skip
         return alive == 1
 

@@ -1,33 +1,38 @@
 """The dashboard's charts: aggregates computed by the database, never runs loaded into Python.
 
-Runs per minute by outcome (and queue) over the last hour, the queue depth now, and run-duration
+Runs per minute by outcome (and queue) over the last hour, the queue depth now and as runners sampled it
+over the last hour (app/history.py), a runner's heartbeats over the last hour, and run-duration
 percentiles per function over the last hour (PERCENT_RANK over an index-ordered window).
 """
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, F, Min, Q, Window
 from django.db.models.functions import PercentRank, TruncMinute
 
-from . import dbclock
-from .status import RunStatus, TaskStatus
-from .task import Task
+from . import conf, dbclock
+from .history import HeartbeatSample, QueueDepthSample, depth_by_queue
+from .runnerprocess import RunnerProcess
+from .status import RunStatus
 from .taskrun import TaskRun
 
-WINDOW = timedelta(hours=1)
+WINDOW = timedelta(seconds=conf.CHARTS_WINDOW)
 CHARTED_OUTCOMES = (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.TIMED_OUT)
 PERCENTILES = (0.5, 0.95, 0.99)
 #: Functions with the most runs in the window that get percentiles (a chart has room for so many).
 TOP_FUNCTIONS = 10
+#: Most heartbeats of one runner answered: an hour of the default 5 s heartbeat.
+HEARTBEAT_POINTS = 720
 
 
-def charts(now: datetime | None = None) -> dict[str, Any]:
+def charts(now: datetime | None = None, since: float | None = None) -> dict[str, Any]:
     now = now or dbclock.now()  # run times are written by the database's clock
     return {
         "at": now.timestamp(),
         "runs_per_minute": runs_per_minute(now),
         "queue_depth": queue_depth(now),
+        "queue_depth_history": depth_history(now, since),
         "durations": duration_percentiles(now),
     }
 
@@ -50,13 +55,28 @@ def runs_per_minute(now: datetime) -> list[dict[str, Any]]:
 
 
 def queue_depth(now: datetime) -> list[dict[str, Any]]:
-    """[{queue, due, waiting, running}] now; the page keeps the series as it polls."""
-    rows = Task.objects.values("queue").annotate(
-        due=Count("id", filter=Q(status=TaskStatus.WAITING, paused=False, next_run__lte=now)),
-        waiting=Count("id", filter=Q(status=TaskStatus.WAITING)),
-        running=Count("id", filter=Q(status=TaskStatus.RUNNING)),
-    )
-    return list(rows.order_by("queue"))
+    """[{queue, due, waiting, running}] now: the newest point of the depth chart."""
+    return depth_by_queue(now)
+
+
+def depth_history(now: datetime, since: float | None = None) -> list[dict[str, Any]]:
+    """[{at, queue, due, waiting, running}] of each bucket runners sampled in the last hour, after
+    ``since`` (epoch seconds) when given: a page that has the older ones asks only for what is new."""
+    samples = QueueDepthSample.objects.filter(bucket__gte=now - WINDOW)  # a range of the unique index
+    if since is not None:
+        samples = samples.filter(bucket__gt=datetime.fromtimestamp(since, tz=UTC))
+    rows = samples.order_by("bucket", "queue").values("bucket", "queue", "due", "waiting", "running")
+    return [{"at": row.pop("bucket").timestamp(), **row} for row in rows]
+
+
+def heartbeats(runner: RunnerProcess, now: datetime, since: float | None = None) -> list[dict[str, Any]]:
+    """[{at, busy, threads, clock_offset, events_dropped}] of the runner's heartbeats in the last hour
+    (after ``since`` when given), oldest first: the newest HEARTBEAT_POINTS of them."""
+    samples = HeartbeatSample.objects.filter(runner=runner, at__gte=now - WINDOW)  # index (runner, at)
+    if since is not None:
+        samples = samples.filter(at__gt=datetime.fromtimestamp(since, tz=UTC))
+    newest = samples.order_by("-at").values("at", "busy", "threads", "clock_offset", "events_dropped")
+    return [{**row, "at": row["at"].timestamp()} for row in reversed(newest[:HEARTBEAT_POINTS])]
 
 
 def duration_percentiles(now: datetime) -> list[dict[str, Any]]:

@@ -57,12 +57,21 @@ class Heartbeats:
         """
         return elapsed_clock() - self.sent_at > self.timeout - self.interval
 
-    def beat(self, record: RunnerProcess, threads_state: list[dict], threads: int, now: float) -> None:
-        """Heartbeat (signing in again if presumed dead), then recover the runners that died."""
+    def beat(
+        self,
+        record: RunnerProcess,
+        threads_state: list[dict],
+        threads: int,
+        now: float,
+        events_dropped: int = 0,
+    ) -> None:
+        """Heartbeat (signing in again if presumed dead), then recover the runners that died.
+
+        ``events_dropped``: live events this process has dropped so far, recorded for /metrics."""
         self.next_at = now + self.interval
         sent_at = elapsed_clock()
         self.measure_clock()
-        if not record.heartbeat(threads_state, self.offset):
+        if not record.heartbeat(threads_state, self.offset, events_dropped):
             logger.error(
                 "Runner %s was presumed dead by others (heartbeat older than %s s); its runs were "
                 "recovered and their late results will be refused. Signing in again.",

@@ -8,7 +8,8 @@ task, a stop request or the next deadline wakes it, and an idle runner costs nex
 
 The policies are collaborators of their own: ``OutcomeBatch`` (when outcomes are recorded), ``Backlog``
 (how many runs to claim, and those claimed ahead), ``TimeLimits`` (kill_time, cancels, stops, overruns),
-``Heartbeats`` (heartbeats and recovery) and ``Backoff`` (a database that went away).
+``Heartbeats`` (heartbeats and recovery), ``Samples`` (the dashboard's history, written at heartbeats)
+and ``Backoff`` (a database that went away).
 """
 
 import logging
@@ -44,6 +45,7 @@ from .inbox import (
 )
 from .limits import TimeLimits
 from .outcomes import OutcomeBatch
+from .samples import Samples
 from .wakeup import SqliteWatcher, watcher_for_default_database
 from .workers import Job, WorkerPool
 
@@ -59,6 +61,7 @@ class CommandChannel(Protocol):
     ``runtasks``): the runner knows the web side only through this."""
 
     on_health: Callable[[str], None] | None
+    dropped: int  # events its queue could not take, counted since it started
 
     def listen_as_runner(self, worker_id: str, on_message: Callable[[dict], None]) -> None: ...
 
@@ -93,6 +96,7 @@ class Runner:
         self._outcomes = OutcomeBatch()
         self._limits = TimeLimits(self.settings.INTERRUPT_WAIT, self.settings.CANCEL_GRACE)
         self._heartbeats = Heartbeats(self.settings, self.worker_id, self._publish, DATABASE_RETRY_MAX)
+        self._samples = Samples(self.settings, self.worker_id)
         # Every step that touches the database waits for this after a failure (claims, recording,
         # heartbeats, recovery), so an outage costs one try per step of the backoff, not one per loop.
         first_retry = min(self.options.poll, DATABASE_RETRY_MAX)
@@ -200,14 +204,22 @@ class Runner:
             if self._outcomes.due(now, others_running=bool(self._active)) or retrying:
                 self._record_outcomes()
             if self._heartbeats.due(now) or retrying:  # a retry always asks the database something
-                threads_state = [active.describe() for active in self._active.values()]
-                self._heartbeats.beat(self.record, threads_state, self.options.threads, now)
+                self._beat(now)
             if not self._stop_requests:
                 self._claim(now)
         except DatabaseError as exc:
             self._on_database_error(exc)
         else:
             self._on_database_ok()
+
+    def _beat(self, now: float) -> None:
+        threads_state = [active.describe() for active in self._active.values()]
+        self._heartbeats.beat(self.record, threads_state, self.options.threads, now, self._events_dropped())
+        self._samples.take(self.record, now)  # the dashboard's history; never raises
+
+    def _events_dropped(self) -> int:
+        """Live events this process dropped so far: its publisher's queue's and its bridge's (/metrics)."""
+        return events.publisher.dropped + (self.bridge.dropped if self.bridge is not None else 0)
 
     def _handle(self, messages: list[Message]) -> None:
         for message in messages:

@@ -1,6 +1,7 @@
-// The charts panel of the dashboard: polls api/charts every POLL_MS while the page is visible, keeps the
-// queue-depth series it has seen (charts.addDepth) and redraws the three SVG charts when data comes or
-// the queue chosen changes. Independent of the socket: the database is the source.
+// The charts panel of the dashboard: polls api/charts every POLL_MS while the page is visible and redraws
+// the three SVG charts when data comes or the queue chosen changes. The first answer brings the queue
+// depth's last hour as runners sampled it; later ones only the samples since (``since``), and the page
+// adds its own polls in between (charts.addDepth). Independent of the socket: the database is the source.
 
 import * as charts from "./charts.js";
 import { byTestId, getJson, setOptions, setText } from "./lib/dom.js";
@@ -23,7 +24,8 @@ export function startCharts(base) {
 
   const poll = async () => {
     if (document.visibilityState === "visible") {
-      const got = await getJson(`${base}api/charts`);
+      const since = charts.sampledUntil(depth);
+      const got = await getJson(`${base}api/charts${since === null ? "" : `?since=${since.toFixed(6)}`}`);
       setText(byTestId("chart-error"), got.error ?? "");
       if (!got.error) {
         answer = got;

@@ -1,12 +1,14 @@
 // One runner's page (templates/conductor/runner.html): what api/runners/<worker_id> says of it (read
 // every POLL_MS, and kept live by its events), its threads with their stack and log, its recent runs a
-// page at a time (api/runs?runner=<worker_id>). The heartbeat history is kept by this page while it is
-// open (at most HISTORY points): the server keeps only the last heartbeat.
+// page at a time (api/runs?runner=<worker_id>). The heartbeat chart starts from the last hour the runner
+// recorded (the first answer's ``heartbeats``; later answers bring those since) and adds each heartbeat
+// its events announce (charts.addBeats).
 
 import { startPage } from "./app.js";
 import { listFetcher } from "./listfetch.js";
 import { badge, byTestId, el, fill, getJson, setText } from "./lib/dom.js";
 import { duration } from "./lib/format.js";
+import { addBeats } from "./charts.js";
 import { drawLines } from "./render/charts.js";
 import { wireListControls } from "./render/listcontrols.js";
 import { SILENT_RUNNER_S, renderThreads, showClockOffset } from "./render/runners.js";
@@ -15,9 +17,9 @@ import { renderRunsPanel } from "./render/tables.js";
 
 const workerId = document.getElementById("app").dataset.workerId;
 const POLL_MS = 5000;
-const HISTORY = 360;
 
-const view = { fetched: null, error: "", beats: [], drawnBeats: -1 };
+// beats: what the chart draws; sampledUntil: the newest heartbeat the database answered (``since``).
+const view = { fetched: null, error: "", beats: [], drawn: null, sampledUntil: null };
 
 /** The runner as the newest of what the database said and what events said since. */
 function currentRunner(state) {
@@ -31,7 +33,7 @@ function currentRunner(state) {
 function noteHeartbeat(runner) {
   const last = view.beats.at(-1);
   if (!runner?.heartbeat_at || (last && last.at >= runner.heartbeat_at)) return;
-  view.beats = [...view.beats, { at: runner.heartbeat_at, busy: runner.busy }].slice(-HISTORY);
+  view.beats = addBeats(view.beats, [{ at: runner.heartbeat_at, busy: runner.busy }]);
 }
 
 function render(page) {
@@ -45,8 +47,8 @@ function render(page) {
   renderThreads(threads, now, { openStack: page.openStack, selectedRun: state.stack?.run, clock: page.clock });
   renderStack(state, page.clock);
   renderRunsPanel(page, now);
-  if (view.beats.length !== view.drawnBeats) {
-    view.drawnBeats = view.beats.length;
+  if (view.beats !== view.drawn) {
+    view.drawn = view.beats;
     drawLines(byTestId("heartbeat-chart"), view.beats.map(({ at, busy }) => ({ at, running: busy })), ["running"]);
   }
 }
@@ -60,7 +62,7 @@ function renderFacts(runner, now, skewWarning) {
     ["started", runner.started_at ? new Date(runner.started_at * 1000).toLocaleString() : "—"],
     ["last heartbeat", age === null ? "—" : `${duration(age)} ago${runner.state === "running" && age > SILENT_RUNNER_S ? " (late)" : ""}`],
     ["clock", ""], // filled below: marked when past the warning
-    ["degraded", runner.degraded_reason || "no"], ["heartbeats seen here", String(view.beats.length)],
+    ["degraded", runner.degraded_reason || "no"], ["heartbeats charted", String(view.beats.length)],
   ];
   fill(byTestId("runner-facts"), JSON.stringify(facts), () => facts.flatMap(([name, value]) => [el("dt", { text: name }), el("dd", { "data-field": name, text: value })]));
   showClockOffset(byTestId("runner-facts").querySelector('[data-field="clock"]'), runner.clock_offset, skewWarning);
@@ -68,9 +70,16 @@ function renderFacts(runner, now, skewWarning) {
 
 async function poll(page) {
   if (document.visibilityState === "visible") {
-    const answer = await getJson(`${page.base}api/runners/${encodeURIComponent(workerId)}`);
+    const since = view.sampledUntil === null ? "" : `?since=${view.sampledUntil.toFixed(6)}`;
+    const answer = await getJson(`${page.base}api/runners/${encodeURIComponent(workerId)}${since}`);
     view.error = answer.error ?? "";
-    if (!answer.error) view.fetched = answer;
+    if (!answer.error) {
+      view.fetched = answer;
+      if (answer.heartbeats.length) {
+        view.beats = addBeats(view.beats, answer.heartbeats);
+        view.sampledUntil = answer.heartbeats.at(-1).at;
+      }
+    }
     page.markDirty();
   }
   setTimeout(() => poll(page), POLL_MS);

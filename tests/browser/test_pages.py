@@ -4,12 +4,14 @@
 
 import re
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.db.models import Count
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
+from app.history import HeartbeatSample, QueueDepthSample
 from app.runnerprocess import RunnerProcess
 from app.status import TaskStatus
 from app.task import Task
@@ -223,7 +225,7 @@ def test_the_runner_page_shows_its_threads_runs_and_heartbeats(dashboard_server,
     run = wait_until(lambda: TaskRun.objects.filter(task=task).first())
     run_row = page.locator(f'[data-testid="run-row"][data-run-id="{run.pk}"]')
     expect(run_row).to_have_attribute("data-status", "running")
-    expect(page.locator('[data-field="heartbeats seen here"]')).not_to_have_text("0")
+    expect(page.locator('[data-field="heartbeats charted"]')).not_to_have_text("0")
     thread.get_by_test_id("inspect-thread").click()
     expect(page.get_by_test_id("stack-text")).to_contain_text("in wait_for_file")
 
@@ -232,6 +234,29 @@ def test_the_runner_page_shows_its_threads_runs_and_heartbeats(dashboard_server,
     expect(run_row).to_have_attribute("data-status", "finished")
     admin = page.get_by_test_id("admin-link")
     expect(admin).to_have_attribute("href", f"/admin/conductor/runnerprocess/{run.runner_id}/change/")
+
+
+def test_pages_opened_now_draw_the_history_runners_recorded_before(dashboard_server, open_dashboard):
+    dashboard_server.start()
+    runner = RunnerProcess.objects.get(worker_id="browser-runner")
+    now = timezone.now()  # SQLite: this machine's clock is the database's
+    for minutes in (40, 30, 20):  # as runners write them, long before the pages open
+        HeartbeatSample.objects.create(runner=runner, at=now - timedelta(minutes=minutes), busy=7, threads=8)
+        QueueDepthSample.objects.create(bucket=now - timedelta(minutes=minutes), queue="backlog", waiting=70)
+    forty_minutes = re.compile(r"^40 m \d\d s ago$")
+
+    page = open_dashboard()
+    depth_ticks = page.get_by_test_id("chart-depth").locator("text.tick")
+    expect(depth_ticks.first).to_have_text("100")  # the axis of the 70 waiting, drawn from the first answer
+    expect(depth_ticks.nth(2)).to_have_text(forty_minutes)
+    expect(page.get_by_test_id("chart-queue").locator('option[value="backlog"]')).to_have_count(1)
+
+    page.goto(f"{dashboard_server.url}/dashboard/runners/browser-runner/")
+    beat_ticks = page.get_by_test_id("heartbeat-chart").locator("text.tick")
+    expect(beat_ticks.first).to_have_text("10")  # 7 busy threads, recorded 40 to 20 minutes ago
+    expect(beat_ticks.nth(2)).to_have_text(forty_minutes)
+    charted = page.locator('[data-field="heartbeats charted"]')
+    expect(charted).to_have_text(re.compile(r"^([4-9]|\d\d+)$"))  # the three, and the live ones since
 
 
 def test_a_runners_clock_offset_shows_on_the_dashboard_and_its_page_marked_past_the_warning(

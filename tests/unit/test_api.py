@@ -8,6 +8,8 @@ import pytest
 from django.urls import reverse
 
 from app import dbclock
+from app.history import HeartbeatSample, QueueDepthSample
+from app.runnerprocess import RunnerProcess
 from app.status import RunStatus, TaskStatus
 from app.task import Task
 from app.taskrun import TaskRun
@@ -138,8 +140,39 @@ def test_charts_answer_staff(staff):
         "at",
         "runs_per_minute",
         "queue_depth",
+        "queue_depth_history",
         "durations",
     }
+
+
+def test_the_history_views_answer_what_came_after_since(staff):
+    runner = RunnerProcess.objects.create(worker_id="r1", host="h", pid=1)
+    now = dbclock.now()
+    for seconds in (20, 10):
+        HeartbeatSample.objects.create(runner=runner, at=now - timedelta(seconds=seconds), busy=seconds)
+        QueueDepthSample.objects.create(bucket=now - timedelta(seconds=seconds), queue="q", due=seconds)
+    url = reverse("conductor:api-runner", args=["r1"])
+    chart_url = reverse("conductor:api-charts")
+
+    beats = staff.get(url).json()["heartbeats"]
+    history = staff.get(chart_url).json()["queue_depth_history"]
+
+    assert ([b["busy"] for b in beats], [h["due"] for h in history]) == ([20, 10], [20, 10])
+    since = {"since": f"{beats[0]['at']:.6f}"}
+    assert [b["busy"] for b in staff.get(url, since).json()["heartbeats"]] == [10]
+    assert [h["due"] for h in staff.get(chart_url, since).json()["queue_depth_history"]] == [10]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [({"since": "yesterday"}, "since"), ({"since": "nan"}, "since"), ({"since": "١٢"}, "since"),
+     ({"since": ["1", "2"]}, "since"), ({"until": "1"}, "until")],
+)  # fmt: skip
+def test_a_bad_since_is_400_with_the_field(staff, query, field):
+    RunnerProcess.objects.create(worker_id="r1", host="h", pid=1)
+    for url in (reverse("conductor:api-charts"), reverse("conductor:api-runner", args=["r1"])):
+        response = staff.get(url, query)
+        assert (response.status_code, response.json()["field"]) == (400, field)
 
 
 @pytest.mark.parametrize(

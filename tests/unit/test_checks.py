@@ -38,6 +38,8 @@ BAD_SETTINGS = [
     ("log-limit-0", {"LOG_LIMIT": 0}, "conductor.E003", "CONDUCTOR['LOG_LIMIT'] is 0"),
     ("grace-negative", {"GRACE": -1}, "conductor.E003", "CONDUCTOR['GRACE'] is -1"),
     ("grace-text", {"GRACE": "10"}, "conductor.E003", "CONDUCTOR['GRACE'] is '10'"),
+    ("history-0", {"HISTORY_RETENTION": 0}, "conductor.E003", "CONDUCTOR['HISTORY_RETENTION'] is 0"),
+    ("history-short", {"HISTORY_RETENTION": 600}, "conductor.E011", "(600 s) is shorter than the hour"),
     ("task-modules-str", {"TASK_MODULES": "a.b"}, "conductor.E004", "list of dotted module"),
     ("task-modules-items", {"TASK_MODULES": [1]}, "conductor.E004", "list of dotted module"),
     (
@@ -146,6 +148,7 @@ def test_every_bad_value_is_reported_at_once():
             "INTERRUPT_WAIT": 0.1,
             "LOG_LIMIT": 100,
             "EVENT_QUEUE_SIZE": 1,
+            "HISTORY_RETENTION": 3600,
         },
         {"TASK_MODULES": ("tests.functions",), "GRACE": 2.5},
     ],

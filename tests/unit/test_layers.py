@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"app", "status", "conf", "schedule", "rows", "registry", "context", "events",
                     "interrupts", "newthread", "capture", "backoff", "orphans", "lifeline", "privatefiles",
                     "dbclock"}),
-    ("models", {"initialpassword", "lease", "runnerprocess", "task", "taskrun", "models"}),
+    ("models", {"initialpassword", "lease", "runnerprocess", "task", "taskrun", "history", "models"}),
     ("lifecycle", {"lifecycle", "lifecycle.claiming", "lifecycle.queries", "lifecycle.recording",
                    "lifecycle.recovery", "lifecycle.outcome"}),
     ("execution", {"execution", "isolation", "child", "coroutines", "debugging"}),

@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from app import events
 from app.metrics import ENDED
 from app.runnerprocess import RunnerProcess
 from app.status import RunStatus, TaskStatus
@@ -131,4 +132,23 @@ def test_queue_depth_and_runners_alive_match_the_database(client, settings, hist
         == Task.objects.filter(queue="maths", status=TaskStatus.WAITING).count()
     )
     assert samples(families["conductor_runners_alive"])[()] == 1
-    assert samples(families["conductor_event_queue_drops"], "_total")[()] >= 0
+
+
+def test_event_queue_drops_are_each_live_runners_as_recorded_and_this_processs_own(
+    client, settings, monkeypatch
+):
+    RunnerProcess.objects.create(worker_id="busy-one", host="h", pid=1, events_dropped=41)
+    RunnerProcess.objects.create(worker_id="calm-one", host="h", pid=2)
+    RunnerProcess.objects.create(worker_id="gone", host="h", pid=3, state="stopped", events_dropped=9)
+
+    family = scrape(client, settings)["conductor_event_queue_drops"]
+
+    assert family.type == "counter"
+    drops = samples(family, "_total")
+    assert drops == {
+        (("runner", "busy-one"),): 41,
+        (("runner", "calm-one"),): 0,
+        (("runner", ""),): events.publisher.dropped,  # this web process, which runs no runner
+    }
+    monkeypatch.setattr("app.livelayer.runner_in_process", True)  # runtasks --serve: its runner counts them
+    assert (("runner", ""),) not in samples(scrape(client, settings)["conductor_event_queue_drops"], "_total")

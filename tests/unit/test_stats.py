@@ -5,7 +5,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from app.stats import charts
+from app.history import HeartbeatSample, QueueDepthSample
+from app.runnerprocess import RunnerProcess
+from app.stats import charts, depth_history, heartbeats
 from app.status import RunStatus
 from app.task import Task
 from app.taskrun import TaskRun
@@ -36,3 +38,37 @@ def test_runs_per_minute_durations_and_depth():
     assert (durations["p50"], durations["p95"], durations["p99"]) == (3.0, 100.0, 100.0)
     [depth] = result["queue_depth"]
     assert (depth["queue"], depth["waiting"], depth["due"]) == ("mail", 1, 0)
+
+
+def test_the_depth_history_is_the_last_hours_samples_after_since():
+    now = timezone.now()
+    for minutes, waiting in ((90, 7), (50, 5), (10, 3)):
+        bucket = now - timedelta(minutes=minutes)
+        for queue in ("mail", "default"):
+            QueueDepthSample.objects.create(bucket=bucket, queue=queue, waiting=waiting)
+
+    history = depth_history(now)
+
+    assert [(row["at"], row["queue"], row["waiting"]) for row in history] == [
+        ((now - timedelta(minutes=50)).timestamp(), "default", 5),
+        ((now - timedelta(minutes=50)).timestamp(), "mail", 5),
+        ((now - timedelta(minutes=10)).timestamp(), "default", 3),
+        ((now - timedelta(minutes=10)).timestamp(), "mail", 3),
+    ]  # the 90-minute-old bucket is outside the charts' hour
+    assert set(history[0]) == {"at", "queue", "due", "waiting", "running"}
+    assert [row["waiting"] for row in depth_history(now, since=history[1]["at"])] == [3, 3]
+
+
+def test_a_runners_heartbeats_are_its_last_hours_oldest_first_after_since():
+    now = timezone.now()
+    runner = RunnerProcess.objects.create(worker_id="r", host="h", pid=1)
+    other = RunnerProcess.objects.create(worker_id="other", host="h", pid=2)
+    for seconds in (4000, 30, 20, 10):
+        HeartbeatSample.objects.create(runner=runner, at=now - timedelta(seconds=seconds), busy=seconds // 10)
+    HeartbeatSample.objects.create(runner=other, at=now, busy=99)
+
+    beats = heartbeats(runner, now)
+
+    assert [beat["busy"] for beat in beats] == [3, 2, 1]
+    assert set(beats[0]) == {"at", "busy", "threads", "clock_offset", "events_dropped"}
+    assert [beat["busy"] for beat in heartbeats(runner, now, since=beats[0]["at"])] == [2, 1]

@@ -51,7 +51,7 @@ export function drawRunsPerMinute(svg, buckets) {
   );
 }
 
-/** Queue depth over the time this page has been open: ``points`` from charts.depthOf. */
+/** Queue depth over the last hour: ``points`` from charts.depthOf. */
 export const drawDepth = (svg, points) => drawLines(svg, points, DEPTHS);
 
 /** One line per key of ``points`` ([{at, key: value, ...}]) over the time they span. */
