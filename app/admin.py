@@ -174,7 +174,7 @@ class TaskAdmin(admin.ModelAdmin):
 
     @admin.display(description="recent runs")
     def recent_runs(self, task: Task) -> str:
-        runs = task.runs.order_by("-started_at")[:RECENT_RUNS_ON_TASK_PAGE]
+        runs = task.runs.order_by("-id")[:RECENT_RUNS_ON_TASK_PAGE]  # newest first, by run_task_page
         rows = [
             (_run_link(r), r.pk, r.get_status_display(), r.started_at, _seconds(r.duration)) for r in runs
         ]
