@@ -91,7 +91,8 @@ def _upcoming(task: Task) -> list[datetime]:
         return schedule.upcoming(task)
     if task.status != TaskStatus.RUNNING:
         return []
-    run = task.runs.filter(status=RunStatus.RUNNING).order_by("-started_at").first()
+    # Newest by id, which orders a task's runs as started_at does (they never overlap): run_task_page.
+    run = task.runs.filter(status=RunStatus.RUNNING).order_by("-id").first()
     return schedule.upcoming_while_running(task, dbclock.now(), run.started_at if run else None)
 
 

@@ -111,8 +111,10 @@ TASK_FILTERS = {
 }
 RUN_FILTERS = {
     "status": (_choice("status", RunStatus), "status"),
-    "queue": (_text("queue", 100), "task__queue"),
-    "func": (_text("func"), "task__func"),
+    # The queue and function the run ran in (its own columns, copied at the claim): run_queue_page and
+    # run_func_page, not a join to the task, which may have been edited since.
+    "queue": (_text("queue", 100), "queue"),
+    "func": (_text("func"), "func"),
     "runner": (_text("runner", 200), "runner__worker_id"),
     "task": (_whole("task"), "task_id"),
 }
@@ -122,20 +124,39 @@ TASKS = ListSpec(TASK_FILTERS, ("-id", "id", "name", "-name"), "-id")
 RUNS = ListSpec(RUN_FILTERS, ("-id", "id"), "-id")
 
 
+@dataclass(frozen=True)
+class PageQuery:
+    """A page not yet read: ``rows`` holds one row more than ``limit`` (whether a next page exists)."""
+
+    rows: QuerySet
+    limit: int
+    sort_field: str
+
+
 def task_page(params: dict[str, list[str]]) -> Page:
     """Tasks matching ``params`` (each name to its values, as a query string gives them)."""
-    _refuse_nul(params)
-    queryset = Task.objects.select_related("runner")
-    queryset = _search(queryset, _one(params, "q"), "")
-    return _page(TASKS, queryset, params)
+    return _read(task_query(params))
 
 
 def run_page(params: dict[str, list[str]]) -> Page:
     """Runs matching ``params``; ``q`` searches their task as the task list does."""
+    return _read(run_query(params))
+
+
+def task_query(params: dict[str, list[str]]) -> PageQuery:
+    """The query ``task_page`` reads (bench/explain.py shows its plan)."""
+    _refuse_nul(params)
+    queryset = Task.objects.select_related("runner")
+    queryset = _search(queryset, _one(params, "q"), "")
+    return _query(TASKS, queryset, params)
+
+
+def run_query(params: dict[str, list[str]]) -> PageQuery:
+    """The query ``run_page`` reads (bench/explain.py shows its plan)."""
     _refuse_nul(params)
     queryset = TaskRun.objects.select_related("task", "runner")
     queryset = _search(queryset, _one(params, "q"), "task__")
-    return _page(RUNS, queryset, params)
+    return _query(RUNS, queryset, params)
 
 
 def _search(queryset: QuerySet, text: str | None, prefix: str) -> QuerySet:
@@ -151,7 +172,7 @@ def _search(queryset: QuerySet, text: str | None, prefix: str) -> QuerySet:
 KNOWN_PARAMETERS = {"q", "sort", "cursor", "limit"}
 
 
-def _page(spec: ListSpec, queryset: QuerySet, params: dict[str, list[str]]) -> Page:
+def _query(spec: ListSpec, queryset: QuerySet, params: dict[str, list[str]]) -> PageQuery:
     unknown = sorted(set(params) - set(spec.filters) - KNOWN_PARAMETERS)
     if unknown:
         raise ListError(f"Unknown filter {unknown[0]!r}; filters: {sorted(spec.filters)}.", unknown[0])
@@ -166,10 +187,14 @@ def _page(spec: ListSpec, queryset: QuerySet, params: dict[str, list[str]]) -> P
     if (cursor := _one(params, "cursor")) is not None:
         queryset = queryset.filter(_after(field, descending, *decode_cursor(cursor, field)))
     order = [sort, "-id" if descending else "id"] if field != "id" else [sort]
-    rows = list(queryset.order_by(*order)[: limit + 1])
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, encode_cursor(getattr(rows[-1], field), rows[-1].pk) if more else None)
+    return PageQuery(queryset.order_by(*order)[: limit + 1], limit, field)
+
+
+def _read(query: PageQuery) -> Page:
+    rows = list(query.rows)
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    return Page(rows, encode_cursor(getattr(rows[-1], query.sort_field), rows[-1].pk) if more else None)
 
 
 def _one(params: dict[str, list[str]], name: str) -> str | None:

@@ -57,7 +57,7 @@ ENDED = tuple(status.value for status in RunStatus if status != RunStatus.RUNNIN
 
 def _runs_per_queue() -> list[dict]:
     counts = {status.value: Count("id", filter=Q(status=status)) for status in RunStatus}
-    return list(TaskRun.objects.values(queue=F("task__queue")).annotate(**counts).order_by())
+    return list(TaskRun.objects.values("queue").annotate(**counts).order_by())
 
 
 def _histogram(name: str, documentation: str, label: str, rows: list[dict]) -> HistogramMetricFamily:
@@ -76,7 +76,7 @@ def _bound(bound: float) -> str:
 def run_durations_by_function() -> HistogramMetricFamily:
     finished = TaskRun.objects.filter(duration__isnull=False)
     counts = {f"le_{i}": Count("id", filter=Q(duration__lte=bound)) for i, bound in enumerate(BUCKETS)}
-    rows = finished.values(func=F("task__func")).annotate(count=Count("id"), total=Sum("duration"), **counts)
+    rows = finished.values("func").annotate(count=Count("id"), total=Sum("duration"), **counts)
     return _histogram(
         "conductor_run_duration_seconds", "How long finished runs took, by function.", "func",
         list(rows.order_by()),

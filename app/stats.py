@@ -43,12 +43,12 @@ def runs_per_minute(now: datetime) -> list[dict[str, Any]]:
     counts = {str(status): Count("id", filter=Q(status=status)) for status in CHARTED_OUTCOMES}
     rows = (
         recent.annotate(minute=TruncMinute("finished_at"))
-        .values("minute", "task__queue")
+        .values("minute", "queue")
         .annotate(**counts)
-        .order_by("minute", "task__queue")
+        .order_by("minute", "queue")
     )
     return [
-        {"minute": row["minute"].timestamp(), "queue": row["task__queue"],
+        {"minute": row["minute"].timestamp(), "queue": row["queue"],
          **{str(status): row[str(status)] for status in CHARTED_OUTCOMES}}
         for row in rows
     ]  # fmt: skip
@@ -82,19 +82,17 @@ def heartbeats(runner: RunnerProcess, now: datetime, since: float | None = None)
 def duration_percentiles(now: datetime) -> list[dict[str, Any]]:
     """[{func, runs, p50, p95, p99}] for the busiest functions of the last hour."""
     recent = TaskRun.objects.filter(finished_at__gte=now - WINDOW, duration__isnull=False)
-    busiest = list(
-        recent.values("task__func").annotate(runs=Count("id")).order_by("-runs", "task__func")[:TOP_FUNCTIONS]
-    )
+    busiest = list(recent.values("func").annotate(runs=Count("id")).order_by("-runs", "func")[:TOP_FUNCTIONS])
     if not busiest:
         return []
-    ranked = recent.filter(task__func__in=[row["task__func"] for row in busiest]).annotate(
-        rank=Window(PercentRank(), partition_by=F("task__func"), order_by=F("duration").asc())
+    ranked = recent.filter(func__in=[row["func"] for row in busiest]).annotate(
+        rank=Window(PercentRank(), partition_by=F("func"), order_by=F("duration").asc())
     )
-    by_function = {row["task__func"]: {"func": row["task__func"], "runs": row["runs"]} for row in busiest}
+    by_function = {row["func"]: {"func": row["func"], "runs": row["runs"]} for row in busiest}
     for quantile in PERCENTILES:
         # The smallest duration at or above the quantile's rank: the nearest-rank percentile.
         at_or_above = ranked.filter(rank__gte=quantile).values("pk")  # a window can be filtered, not grouped
-        rows = TaskRun.objects.filter(pk__in=at_or_above).values("task__func").annotate(at=Min("duration"))
+        rows = TaskRun.objects.filter(pk__in=at_or_above).values("func").annotate(at=Min("duration"))
         for row in rows.order_by():
-            by_function[row["task__func"]][f"p{round(quantile * 100)}"] = row["at"]
+            by_function[row["func"]][f"p{round(quantile * 100)}"] = row["at"]
     return list(by_function.values())

@@ -37,6 +37,9 @@ FROM_TASK = {
     "attempt": "claimed.attempt",
     "scheduled_for": "claimed.next_run",
     "started_at": "claimed.updated_at",
+    # Where and what the run ran as the task was at its claim (a later edit of the task leaves them).
+    "queue": "claimed.queue",
+    "func": "claimed.func",
 }
 #: The claimed task's attnames those columns come from, in the same order.
 FROM_TASK_ROW = tuple(source.removeprefix("claimed.") for source in FROM_TASK.values())
@@ -265,6 +268,8 @@ class Claimer:
             "attempt": task.attempt,
             "scheduled_for": task.next_run,
             "started_at": task.updated_at,
+            "queue": task.queue,
+            "func": task.func,
             "status": RunStatus.RUNNING,
         }
         return self.runs.saved(values, related={"task": task, "runner": self.runner})

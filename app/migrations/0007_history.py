@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conductor', '0005_task_stamps_by_database_clock'),
+        ('conductor', '0006_run_queue_func'),
     ]
 
     operations = [

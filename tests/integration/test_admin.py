@@ -1274,11 +1274,35 @@ def test_run_list_offers_its_filters_and_shows_open_runs(admin_client):
 
     response = admin_client.get(RUNS)
 
-    assert [spec.title for spec in response.context["cl"].filter_specs] == ["status", "runner", "task"]
-    assert response.context["cl"].date_hierarchy == "started_at"
+    titles = [spec.title for spec in response.context["cl"].filter_specs]
+    assert titles == ["status", "queue", "function", "runner", "finished at"]
+    assert response.context["cl"].date_hierarchy is None  # no index serves it (app/admin.py)
     assert shown_pks(admin_client.get(RUNS, {"status__exact": "running"})) == {run.pk}
     row = next(r for r in re.findall(r"<tr>.*?</tr>", response.content.decode(), re.S) if "in progress" in r)
     assert '<td class="field-duration_shown">-</td>' in row  # no duration until it ends
+
+
+def test_run_list_filters_by_the_queue_and_function_each_run_ran_in(admin_client):
+    mail = make_task(name="mail", queue="mail")
+    sent = [make_run(mail, ago=30), make_run(mail, ago=20)]
+    other = make_run(make_task(name="other", func=functions.stamp, args_in={}))
+    Task.objects.filter(pk=mail.pk).update(queue="post", func="tests.functions.stamp")  # edited since
+    later = make_run(Task.objects.get(pk=mail.pk), ago=10)
+
+    by_queue = admin_client.get(RUNS, {"queue": "mail"})
+
+    assert [run.pk for run in by_queue.context["cl"].result_list] == [sent[1].pk, sent[0].pk]  # newest first
+    assert "mail" not in dict(_choices(by_queue, "queue"))  # offered: the queues tasks have now
+    assert ("post", "post") in _choices(by_queue, "queue")
+    assert shown_pks(admin_client.get(RUNS, {"queue": "post"})) == {later.pk}
+    assert shown_pks(admin_client.get(RUNS, {"func": ADD})) == {sent[0].pk, sent[1].pk}
+    assert shown_pks(admin_client.get(RUNS, {"func": "tests.functions.stamp"})) == {other.pk, later.pk}
+    assert shown_pks(admin_client.get(RUNS, {"func": ADD, "status__exact": "failed"})) == set()
+
+
+def _choices(response, title: str) -> list[tuple[str, str]]:
+    spec = next(spec for spec in response.context["cl"].filter_specs if spec.title == title)
+    return list(spec.lookup_choices)
 
 
 def test_runner_list_filters_by_state(admin_client):

@@ -137,6 +137,28 @@ def test_db_use_tasks_are_claimed_one_at_a_time_with_the_lease():
     assert lifecycle.claim(runner, limit=8) == []  # the lease is held: no second db_use task
 
 
+def test_each_run_records_the_queue_and_function_its_task_had_at_the_claim():
+    """The claim's INSERT copies them (PostgreSQL: the one statement; SQLite: the multi-row INSERT), for
+    plain and db_use claims and Task.run() alike; a later edit of the task leaves its runs as they ran."""
+    mail = Task.objects.create(name="mail", func=functions.add, args_in={"a": 1}, queue="mail")
+    [locked] = make_tasks(1, db_use=True, queue="db")
+    inline = Task.objects.create(name="inline", func=functions.stamp, queue="now", run_in=3600)
+
+    claimed = lifecycle.claim(make_runner(), limit=8)
+    ran_now = inline.run()
+
+    routes = {(task.pk, task.queue, task.func) for task, _ in claimed} | {(inline.pk, "now", STAMP)}
+    assert routes == {(mail.pk, "mail", ADD), (locked.pk, "db", ADD), (inline.pk, "now", STAMP)}
+    for task, run in [*claimed, (inline, ran_now)]:
+        stored = TaskRun.objects.get(pk=run.pk)
+        assert (stored.queue, stored.func) == (run.queue, run.func) == (task.queue, task.func)
+    Task.objects.filter(pk=mail.pk).update(queue="post", func=STAMP)
+    assert TaskRun.objects.filter(task=mail).values_list("queue", "func").get() == ("mail", ADD)
+
+
+ADD, STAMP = "tests.functions.add", "tests.functions.stamp"
+
+
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the one-statement claim is PostgreSQL's")
 def test_a_full_claim_on_postgresql_is_one_statement():
     make_tasks(6)

@@ -18,8 +18,8 @@ pytestmark = pytest.mark.django_db
 def make_tasks(count: int, **fields) -> list[Task]:
     tasks = []
     for n in range(count):
-        task = Task(name=f"{fields.get('queue', 'default')} job {n:03d}", func="tests.functions.add",
-                    args_in={"a": n}, run_in=3600, **fields)  # fmt: skip
+        given = {"func": "tests.functions.add", "args_in": {"a": n}, **fields}
+        task = Task(name=f"{fields.get('queue', 'default')} job {n:03d}", run_in=3600, **given)
         task.save()
         tasks.append(task)
     return tasks
@@ -82,6 +82,24 @@ def test_runs_filter_by_runner_status_queue_and_task():
     assert [run.started_at for run in newest_first] == sorted(
         (r.started_at for r in newest_first), reverse=True
     )
+
+
+def test_runs_filter_by_the_queue_and_function_they_ran_in():
+    [mail] = make_tasks(1, queue="mail")
+    [other] = make_tasks(1, func="tests.functions.say", args_in={"text": "hi"})
+    before = [TaskRun.objects.create(task=task, status=RunStatus.FINISHED) for task in (mail, mail, other)]
+    Task.objects.filter(pk=mail.pk).update(queue="post", func="tests.functions.say")  # edited since
+    after = TaskRun.objects.create(task=Task.objects.get(pk=mail.pk), status=RunStatus.FINISHED)
+
+    def pks(params: dict) -> list[int]:
+        return [run.pk for run in all_pages(run_page, {**params, "limit": ["1"]})]
+
+    assert pks({"queue": ["mail"]}) == [before[1].pk, before[0].pk]  # newest first
+    assert pks({"queue": ["post"]}) == [after.pk]
+    assert pks({"queue": ["mail", "post"], "status": ["failed"]}) == []
+    assert pks({"func": ["tests.functions.add"]}) == [before[1].pk, before[0].pk]
+    assert pks({"func": ["tests.functions.say"]}) == [after.pk, before[2].pk]
+    assert pks({"func": ["tests.functions.say"], "queue": ["default"]}) == [before[2].pk]
 
 
 #: (params, the field named): bad input to the task list.

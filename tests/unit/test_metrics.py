@@ -73,13 +73,21 @@ def test_ended_runs_are_counted_by_status_and_queue_as_the_database_has_them(cli
     make_run(history["adds"], RunStatus.RUNNING, 0.0)
     runs = samples(scrape(client, settings)["conductor_runs"], "_total")
     expected = {((("queue", q), ("status", s))): 0 for q in ("default", "maths") for s in ENDED}
-    for status, queue in TaskRun.objects.exclude(status=RunStatus.RUNNING).values_list(
-        "status", "task__queue"
-    ):
+    for status, queue in TaskRun.objects.exclude(status=RunStatus.RUNNING).values_list("status", "queue"):
         expected[(("queue", queue), ("status", status))] += 1
     assert runs == expected  # every final status of every queue, none for running
     assert runs[(("queue", "maths"), ("status", "finished"))] == 4
     assert runs[(("queue", "maths"), ("status", "cancelled"))] == 0
+
+
+def test_runs_are_counted_in_the_queue_and_function_they_ran_in(client, settings, history):
+    Task.objects.filter(pk=history["adds"].pk).update(queue="moved", func="tests.functions.say")
+    families = scrape(client, settings)
+    runs = samples(families["conductor_runs"], "_total")
+    assert runs[(("queue", "maths"), ("status", "finished"))] == 4
+    assert (("queue", "moved"), ("status", "finished")) not in runs
+    durations = samples(families["conductor_run_duration_seconds"], "_count")
+    assert durations[(("func", "tests.functions.add"),)] == 4
 
 
 def test_running_runs_are_a_gauge_and_a_run_that_ends_moves_to_the_counter(client, settings, history):

@@ -72,3 +72,20 @@ def test_a_runners_heartbeats_are_its_last_hours_oldest_first_after_since():
     assert [beat["busy"] for beat in beats] == [3, 2, 1]
     assert set(beats[0]) == {"at", "busy", "threads", "clock_offset", "events_dropped"}
     assert [beat["busy"] for beat in heartbeats(runner, now, since=beats[0]["at"])] == [2, 1]
+
+
+def test_charts_group_runs_by_the_queue_and_function_they_ran_in():
+    now = timezone.now().replace(second=30, microsecond=0)
+    task = Task(name="t", func="tests.functions.add", args_in={"a": 1}, queue="mail", run_in=3600)
+    task.save()
+    TaskRun.objects.create(task=task, status=RunStatus.FINISHED, duration=1.0, finished_at=now)
+    Task.objects.filter(pk=task.pk).update(queue="post", func="tests.functions.say")  # edited since
+    TaskRun.objects.create(task=Task.objects.get(pk=task.pk), status=RunStatus.FAILED, duration=2.0,
+                           finished_at=now)  # fmt: skip
+
+    result = charts(now + timedelta(seconds=1))
+
+    by_queue = {row["queue"]: (row["finished"], row["failed"]) for row in result["runs_per_minute"]}
+    assert by_queue == {"mail": (1, 0), "post": (0, 1)}
+    by_function = {row["func"]: row["runs"] for row in result["durations"]}
+    assert by_function == {"tests.functions.add": 1, "tests.functions.say": 1}
