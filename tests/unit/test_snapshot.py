@@ -239,8 +239,8 @@ def test_build_snapshot_keeps_to_its_limits_newest_first(django_user_model):
     task = Task(func=functions.add, args_in={"a": 1})
     task.save()
     TaskRun.objects.bulk_create(
-        [TaskRun(task=task, started_at=now - timedelta(seconds=n)) for n in range(RECENT_RUNS + 5)]
-    )
+        [TaskRun(task=task, started_at=now - timedelta(seconds=n)) for n in reversed(range(RECENT_RUNS + 5))]
+    )  # claimed in the order they started, as runners do
     result = build_snapshot(user)
     assert result["user"] == {"name": "admin", "can_change": True, "can_add": True}
     assert [r["worker_id"] for r in result["runners"]] == [f"w{n}" for n in range(RECENT_RUNNERS)]
@@ -251,6 +251,7 @@ def test_build_snapshot_keeps_to_its_limits_newest_first(django_user_model):
     assert len(result["runs"]) == RECENT_RUNS
     starts = [r["started_at"] for r in result["runs"]]
     assert starts == sorted(starts, reverse=True)
+    assert starts[0] == now.timestamp()  # the newest ones
     assert [t["id"] for t in result["tasks"]] == [task.pk]
 
 
