@@ -99,6 +99,7 @@ def test_a_drain_of_20000_tasks_keeps_the_page_bounded_and_its_list_exact(dashbo
     # Once the burst is over the page converges to the database: the first page of the list view.
     assert shows_exactly(page, "tasks", Task.objects.order_by("-id")[:PAGE_SIZE])
     assert shows_exactly(page, "runs", TaskRun.objects.order_by("-id")[:PAGE_SIZE])
+    expect(page.get_by_test_id("thread-row")).to_have_count(0)  # no thread is left running
     watched = page.evaluate("() => window.watched")
     nodes = dom_nodes(page)
     print(f"\nDOM nodes after the drain: {nodes}; most during it: {watched['nodes']}; "
