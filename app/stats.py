@@ -2,14 +2,14 @@
 
 Runs per minute by outcome (and queue) over the last hour, the queue depth now and as runners sampled it
 over the last hour (app/history.py), a runner's heartbeats over the last hour, and run-duration
-percentiles per function over the last hour (PERCENT_RANK over an index-ordered window).
+percentiles per function over the last hour (CUME_DIST over an index-ordered window).
 """
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, F, Min, Q, Window
-from django.db.models.functions import PercentRank, TruncMinute
+from django.db.models.functions import CumeDist, TruncMinute
 
 from . import conf, dbclock
 from .history import HeartbeatSample, QueueDepthSample, depth_by_queue
@@ -86,12 +86,13 @@ def duration_percentiles(now: datetime) -> list[dict[str, Any]]:
     if not busiest:
         return []
     ranked = recent.filter(func__in=[row["func"] for row in busiest]).annotate(
-        rank=Window(PercentRank(), partition_by=F("func"), order_by=F("duration").asc())
+        share=Window(CumeDist(), partition_by=F("func"), order_by=F("duration").asc())
     )
     by_function = {row["func"]: {"func": row["func"], "runs": row["runs"]} for row in busiest}
     for quantile in PERCENTILES:
-        # The smallest duration at or above the quantile's rank: the nearest-rank percentile.
-        at_or_above = ranked.filter(rank__gte=quantile).values("pk")  # a window can be filtered, not grouped
+        # The nearest-rank percentile: the smallest duration with at least that share of runs at or below
+        # it (a share, not PERCENT_RANK's rank: that is 0 for a function's only run, or for equal runs).
+        at_or_above = ranked.filter(share__gte=quantile).values("pk")  # a window can be filtered, not grouped
         rows = TaskRun.objects.filter(pk__in=at_or_above).values("func").annotate(at=Min("duration"))
         for row in rows.order_by():
             by_function[row["func"]][f"p{round(quantile * 100)}"] = row["at"]

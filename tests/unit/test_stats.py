@@ -35,7 +35,8 @@ def test_runs_per_minute_durations_and_depth():
     assert minutes[(now - timedelta(minutes=1)).replace(second=0).timestamp()]["finished"] == 2
     [durations] = result["durations"]
     assert durations["runs"] == 6
-    assert (durations["p50"], durations["p95"], durations["p99"]) == (3.0, 100.0, 100.0)
+    # Nearest rank of 6 durations (0.5, 1, 2, 3, 4, 100): p50 is the 3rd, p95 and p99 the 6th.
+    assert (durations["p50"], durations["p95"], durations["p99"]) == (2.0, 100.0, 100.0)
     [depth] = result["queue_depth"]
     assert (depth["queue"], depth["waiting"], depth["due"]) == ("mail", 1, 0)
 
@@ -89,3 +90,16 @@ def test_charts_group_runs_by_the_queue_and_function_they_ran_in():
     assert by_queue == {"mail": (1, 0), "post": (0, 1)}
     by_function = {row["func"]: row["runs"] for row in result["durations"]}
     assert by_function == {"tests.functions.add": 1, "tests.functions.say": 1}
+
+
+@pytest.mark.parametrize("durations", [[7.0], [2.0, 2.0, 2.0]])
+def test_a_function_with_one_run_or_equal_runs_has_every_percentile(durations):
+    now = timezone.now()
+    task = Task(name="t", func="tests.functions.add", args_in={"a": 1}, run_in=3600)
+    task.save()
+    for duration in durations:
+        TaskRun.objects.create(task=task, status=RunStatus.FINISHED, duration=duration, finished_at=now)
+
+    [row] = charts(now + timedelta(seconds=1))["durations"]
+
+    assert (row["p50"], row["p95"], row["p99"]) == (durations[0],) * 3
