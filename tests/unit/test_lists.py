@@ -150,3 +150,12 @@ def test_runs_search_by_their_task_name_or_exact_task_id():
     assert [r.pk for r in run_page({"q": ["JOB 001"]}).rows] == [runs[other.pk].pk]
     assert [r.pk for r in run_page({"q": [mail.task_id]}).rows] == [runs[mail.pk].pk]
     assert run_page({"q": ["zzz"]}).rows == []
+
+
+@pytest.mark.parametrize("most", [100, 3])  # the tasks' ids read first, or too many: a subquery
+def test_runs_search_finds_the_same_runs_whoever_matches_first(monkeypatch, most):
+    monkeypatch.setattr("app.lists.MOST_SEARCHED_TASKS", most)
+    tasks = make_tasks(5, queue="mail")
+    runs = [TaskRun.objects.create(task=task, status=RunStatus.FINISHED) for task in tasks for _ in range(2)]
+    found = all_pages(run_page, {"q": ["job"], "limit": ["3"]})
+    assert [r.pk for r in found] == sorted((r.pk for r in runs), reverse=True)
