@@ -23,6 +23,9 @@ const fetchLists = listFetcher(["tasks", "runs"]);
 const CHURN_PER_SECOND = 4;
 const second = (now) => Math.floor(now);
 const quarter = (now) => Math.floor(now * CHURN_PER_SECOND);
+// A page of 50 new task rows is a thousand elements to style and lay out: built a third per frame, the
+// first page of a list (and the first after a drain has emptied it) costs three short frames, not one long.
+const NEW_ROWS_PER_FRAME = 20;
 
 const PANELS = [
   { name: "runners", inputs: ({ state }, now) => [state.runners, state.clockSkewWarning, second(now)],
@@ -36,7 +39,7 @@ const PANELS = [
   { name: "tasks", perSecond: CHURN_PER_SECOND, inputs: ({ state }, now) => [state.tasks, state.lists.tasks, state.user, state.created, second(now)],
     draw: drawTasks },
   { name: "runs", perSecond: CHURN_PER_SECOND, inputs: ({ state }, now) => [state.runs, state.lists.runs, state.threads, second(now)],
-    draw: (page, now) => renderRunsPanel(page, now) },
+    draw: (page, now) => renderRunsPanel(page, now, { maxNewRows: NEW_ROWS_PER_FRAME }) },
   { name: "choices", inputs: ({ state }) => [state.functions, state.runners],
     draw: ({ state }) => {
       for (const kind of ["tasks", "runs"]) renderChoices(kind, { functions: state.functions, runners: state.runners.values() });
@@ -48,10 +51,12 @@ const PANELS = [
 function drawTasks(page, now) {
   const { state } = page;
   const taskList = state.lists.tasks;
-  renderTaskRows(byTestId("tasks"), taskList.ids.map((id) => state.tasks.get(id)).filter(Boolean), {
+  const complete = renderTaskRows(byTestId("tasks"), taskList.ids.map((id) => state.tasks.get(id)).filter(Boolean), {
     base: page.base, now, canChange: state.user.can_change, created: state.created, taskAction: page.taskAction,
+    maxNewRows: NEW_ROWS_PER_FRAME,
   });
   renderPager("tasks", taskList);
+  return complete;
 }
 
 const drawPanels = panelDrawer(PANELS);

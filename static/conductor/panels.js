@@ -11,7 +11,8 @@ export const FRAME_BUDGET_MS = 6;
 
 /**
  * @param panels [{name, inputs(page, now) -> array, draw(page, now), perSecond?}], in the page's order;
- *   a panel is drawn when an input differs (by identity) from when it was last drawn
+ *   a panel is drawn when an input differs (by identity) from when it was last drawn, and again in the
+ *   next frame when its draw returned false (it drew only part of what it shows)
  * @param clock () => milliseconds (performance.now in the page)
  * @returns drawPanels(page, now) -> milliseconds until it should run again: 0 for the next frame
  *   (panels were deferred), a wait for a panel held back by its rate, Infinity for nothing to do
@@ -33,14 +34,19 @@ export function panelDrawer(panels, { budgetMs = FRAME_BUDGET_MS, clock = () => 
       else if (clock() - started >= budgetMs) {
         deferred.add(panel.name);
         again = 0;
+      } else if (panel.draw(page, now) === false) {
+        drawn.set(panel.name, PARTLY_DRAWN);
+        again = 0;
       } else {
-        panel.draw(page, now);
         drawn.set(panel.name, { inputs, beat: beatOf(started, panel.perSecond) });
       }
     }
     return again;
   };
 }
+
+// A panel whose draw returned false drew part of what it shows: drawn again in the next frame, whatever its rate.
+const PARTLY_DRAWN = { inputs: [], beat: -Infinity };
 
 // Rates are beats of the clock (quarters of a second at 4 a second) shared by every panel, not
 // periods from each panel's last drawing: panels with the same rate come due in the same frame, so

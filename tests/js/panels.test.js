@@ -8,12 +8,14 @@ import { FRAME_BUDGET_MS, panelDrawer } from "../../static/conductor/panels.js";
 function setUp(specs) {
   const clock = { ms: 1000 };
   const drawnNow = [];
-  const panels = specs.map(({ name, cost = 1, perSecond }) => ({
+  const panels = specs.map(({ name, cost = 1, perSecond, parts = 1 }) => ({
     name, perSecond,
     inputs: (page) => [page[name]],
     draw: () => {
       drawnNow.push(name);
       clock.ms += cost;
+      parts -= 1;
+      return parts <= 0 ? undefined : false; // false: drew part of it
     },
   }));
   const drawPanels = panelDrawer(panels, { clock: () => clock.ms });
@@ -71,4 +73,15 @@ test("panels with the same rate come due together, on the clock's beats", () => 
   assert.deepEqual(held.drawn, []);
   clock.ms += held.again; // the next beat: both, in one frame (one layout and paint, not two)
   assert.deepEqual(frame({ threads: 1, runs: 1 }).drawn, ["threads", "runs"]);
+});
+
+test("a panel that drew only part of what it shows is drawn again in the next frame, whatever its rate", () => {
+  const { clock, frame } = setUp([{ name: "table", perSecond: 4, parts: 3 }]);
+  assert.deepEqual(frame({ table: 1 }), { drawn: ["table"], again: 0 });
+  clock.ms += 16;
+  assert.deepEqual(frame({ table: 1 }), { drawn: ["table"], again: 0 });
+  clock.ms += 16;
+  assert.deepEqual(frame({ table: 1 }), { drawn: ["table"], again: Infinity });
+  clock.ms += 16;
+  assert.deepEqual(frame({ table: 1 }).drawn, []); // all of it drawn: not again until its inputs change
 });

@@ -2,6 +2,7 @@
 // through textContent and attributes only (task output is untrusted).
 
 import { words } from "./format.js";
+import { rowsInPlace } from "./order.js";
 
 export const byTestId = (id, root = document) => root.querySelector(`[data-testid="${id}"]`);
 
@@ -37,27 +38,73 @@ export function fill(node, signature, build) {
 
 /**
  * Keep one row per item, in the order of ``items``. A row whose key is still shown stays put (its buttons,
- * focus and hover with it); rows whose keys left are handed to new keys rather than removed and built
- * again, so a page of new rows costs text updates, not new elements. ``build()`` makes an empty row,
- * ``update(row, item)`` writes everything an item shows (data attributes included) into it.
+ * focus and hover with it); rows whose keys left are handed to new keys, in the order they stand, rather
+ * than removed and built again, so a page of new rows costs text updates, not new elements. Only rows out
+ * of order are moved (order.js). ``build()`` makes an empty row, ``update(row, item)`` writes everything
+ * an item shows (data attributes included) into it. With ``maxNew``, at most that many rows are built:
+ * the table then shows the first items only, and the call returns false (call again, in the next frame).
  */
-export function syncRows(tbody, items, keyOf, build, update) {
+export function syncRows(tbody, items, keyOf, build, update, maxNew = Infinity) {
+  const shown = items.slice(0, tbody.children.length + maxNew);
+  const complete = shown.length === items.length;
+  items = shown;
   const existing = new Map([...tbody.children].map((row) => [row.dataset.key, row]));
   const keys = items.map((item) => String(keyOf(item)));
   const wanted = new Set(keys);
   const spare = [...existing].filter(([key]) => !wanted.has(key)).map(([, row]) => row);
-  items.forEach((item, index) => {
-    const key = keys[index];
-    let row = existing.get(key);
-    if (!row) row = spare.pop() ?? build(item);
-    row.dataset.key = key;
+  const rows = items.map((item, index) => {
+    const row = existing.get(keys[index]) ?? spare.shift() ?? build(item);
+    row.dataset.key = keys[index];
     update(row, item);
-    if (tbody.children[index] !== row) tbody.insertBefore(row, tbody.children[index] ?? null);
+    return row;
   });
+  putInOrder(tbody, rows);
   for (const row of spare) row.remove();
   const empty = document.querySelector(`[data-empty-for="${tbody.dataset.testid}"]`);
   if (empty) empty.hidden = items.length > 0;
+  return complete;
 }
+
+/** Puts ``rows`` in this order in ``parent``, moving as few as can be (the others stay before or after). */
+function putInOrder(parent, rows) {
+  const place = new Map([...parent.children].map((row, index) => [row, index]));
+  const stay = rowsInPlace(rows.map((row) => place.get(row) ?? -1));
+  let next = null;
+  for (let index = rows.length - 1; index >= 0; index -= 1) {
+    if (!stay.has(index)) parent.insertBefore(rows[index], next);
+    next = rows[index];
+  }
+}
+
+/**
+ * Keeps ``box`` at the tallest ``content`` has been until ``content`` has stayed shorter for ``releaseMs``.
+ * During a burst a runner's threads take and finish tasks within milliseconds, so the threads table went
+ * from 0 to 8 rows and back several times a second: every change moved every panel below it, which the
+ * browser then laid out and painted again. Held, the rows leaving move nothing; the height is given back
+ * once the burst is over.
+ */
+export function holdHeight(box, content, releaseMs = HOLD_RELEASE_MS) {
+  let held = 0;
+  let release = null;
+  const observer = new ResizeObserver(([entry]) => {
+    const height = entry.borderBoxSize[0].blockSize;
+    if (height >= held) {
+      clearTimeout(release);
+      release = null;
+      held = height;
+      box.style.minHeight = `${held}px`;
+    } else if (release === null) {
+      release = setTimeout(() => {
+        release = null;
+        held = 0;
+        box.style.minHeight = "";
+      }, releaseMs);
+    }
+  });
+  observer.observe(content);
+  return observer;
+}
+export const HOLD_RELEASE_MS = 5000;
 
 /** A badge's status, in place (no new element). */
 export function setBadge(node, status) {

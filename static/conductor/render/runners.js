@@ -1,7 +1,7 @@
 // The runners and threads tables (the dashboard; the runner page shows one runner's).
 
 import { duration } from "../lib/format.js";
-import { badge, byTestId, cell, cells, el, fill, meter, progressBar, setAttr, setBadge, setText, syncRows } from "../lib/dom.js";
+import { badge, byTestId, cell, cells, el, fill, holdHeight, meter, progressBar, setAttr, setBadge, setText, syncRows } from "../lib/dom.js";
 
 export const SILENT_RUNNER_S = 10; // a runner with no heartbeat news this long may have lost the channel layer
 const RUNNER_RANK = { running: 0, degraded: 0, stopping: 1, dead: 2, stopped: 3 };
@@ -67,6 +67,7 @@ export function renderThreads(threads, now, { openStack, selectedRun, clock }) {
   const sorted = [...threads].sort((a, b) => (a.started_at ?? 0) - (b.started_at ?? 0));
   const tbody = byTestId("threads");
   onRowClick(tbody, openStack);
+  if (!tbody.heightHeld) tbody.heightHeld = holdHeight(byTestId("threads-held"), tbody.closest("table"));
   syncRows(tbody, sorted, (t) => t.run,
     () => {
       const row = cells(el("tr", { "data-testid": "thread-row", class: "clickable" }),

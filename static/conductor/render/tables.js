@@ -9,9 +9,10 @@ import { runnerUrl, taskUrl } from "./runners.js";
 const TASK_COLUMNS = ["name", "status", "next", "last", "schedule", "kill", "db", "output", "actions"];
 const RUN_COLUMNS = ["id", "task", "status", "started", "duration", "where", "output"];
 
-/** ui: {base, now, canChange, created (Set), taskAction(type, task)} */
+/** ui: {base, now, canChange, created (Set), taskAction(type, task), maxNewRows?}; false: not all rows
+ * are shown yet (``maxNewRows``: call again in the next frame). */
 export function renderTaskRows(tbody, tasks, ui) {
-  syncRows(tbody, tasks, (t) => t.id, () => buildTaskRow(ui), (row, t) => updateTaskRow(row, t, ui));
+  return syncRows(tbody, tasks, (t) => t.id, () => buildTaskRow(ui), (row, t) => updateTaskRow(row, t, ui), ui.maxNewRows);
 }
 
 // Rows are built empty, with every element any task may show, and handed from task to task
@@ -77,9 +78,9 @@ function updateTaskRow(row, t, ui) {
   updateActions(cell(row, "actions").firstChild, t, ui.canChange);
 }
 
-/** ui: {base, now, clock, threadName(run id), onSelect(run) or null} */
+/** ui: {base, now, clock, threadName(run id), onSelect(run) or null, maxNewRows?}; returns as renderTaskRows */
 export function renderRunRows(tbody, runs, ui) {
-  syncRows(tbody, runs, (r) => r.id,
+  return syncRows(tbody, runs, (r) => r.id,
     () => {
       const row = cells(el("tr", { "data-testid": "run-row" }), RUN_COLUMNS);
       cell(row, "task").append(el("a"));
@@ -88,7 +89,7 @@ export function renderRunRows(tbody, runs, ui) {
       if (ui.onSelect) row.addEventListener("click", (event) => event.target.closest("a") || ui.onSelect(Number(row.dataset.runId)));
       return row;
     },
-    (row, r) => updateRunRow(row, r, ui));
+    (row, r) => updateRunRow(row, r, ui), ui.maxNewRows);
 }
 
 function updateRunRow(row, r, ui) {
@@ -118,12 +119,13 @@ function updateRunRow(row, r, ui) {
   setAttr(output, "title", r.error ? r.error : text(r.output));
 }
 
-/** The runs panel of a page: the rows of the runs list's page, and its pager. */
+/** The runs panel of a page: the rows of the runs list's page, and its pager; returns as renderTaskRows. */
 export function renderRunsPanel(page, now, extra = {}) {
   const { state } = page;
   const list = state.lists.runs;
-  renderRunRows(document.querySelector('[data-testid="runs"]'), list.ids.map((id) => state.runs.get(id)).filter(Boolean), {
+  const complete = renderRunRows(document.querySelector('[data-testid="runs"]'), list.ids.map((id) => state.runs.get(id)).filter(Boolean), {
     base: page.base, now, clock: page.clock, threadName: (run) => state.threads.get(run)?.name, ...extra,
   });
   renderPager("runs", list);
+  return complete;
 }

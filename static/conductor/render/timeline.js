@@ -7,7 +7,7 @@
 // to new runs (a pool): during a drain runs come and go by the thousand, and each new bar was a new
 // element to create, style and lay out. One click listener on the track serves every bar.
 
-import { byTestId, el, setAttr } from "../lib/dom.js";
+import { byTestId, el, holdHeight, setAttr } from "../lib/dom.js";
 import { duration, words } from "../lib/format.js";
 
 const TIMELINE_SECONDS = 300;
@@ -20,6 +20,8 @@ const POOL_MAX = 250;
 export function renderTimeline(runs, now, onBarClick) {
   const root = byTestId("timeline");
   if (!root.firstChild) buildTimeline(root);
+  // the lanes in use come and go with every drawing during a drain; held, the panels below stay put
+  if (!root.heightHeld) root.heightHeld = holdHeight(root.parentElement, root);
   const [labels, track] = root.children;
   const layer = track.lastChild;
   track.onBarClick = onBarClick; // the delegated listener calls the newest
@@ -58,34 +60,37 @@ function slide(layer, now) {
 }
 
 function placeBars(layer, lanes, origin, now) {
-  const wanted = new Set(lanes.flatMap((lane) => lane.runs.map((run) => String(run.id))));
+  const wanted = new Map();
+  lanes.forEach((lane, index) => {
+    for (const run of lane.runs) wanted.set(String(run.id), [run, index]);
+  });
   const shown = new Map();
+  const leaving = [];
   const pool = [];
   for (const bar of layer.children) {
-    if (bar.dataset.runId && wanted.has(bar.dataset.runId)) shown.set(bar.dataset.runId, bar);
-    else if (bar.dataset.runId) putBack(bar, pool); // first, so that the runs that came can have it
-    else pool.push(bar);
+    if (bar.hidden) pool.push(bar);
+    else if (wanted.has(bar.dataset.runId)) shown.set(bar.dataset.runId, bar);
+    else leaving.push(bar);
   }
-  lanes.forEach((lane, index) => {
-    for (const run of lane.runs) placeBar(shown.get(String(run.id)) ?? takeBar(layer, pool, String(run.id)), run, index, origin, now);
-  });
-  while (pool.length > POOL_MAX) pool.pop().remove();
+  // A bar whose run left goes straight to a run that came, as it is: during a drain all 200 bars change
+  // runs between two drawings, and hiding a bar and showing it again costs its style and layout twice.
+  const free = [...leaving, ...pool];
+  for (const [id, [run, lane]] of wanted) placeBar(shown.get(id) ?? takeBar(layer, free.shift(), id), run, lane, origin, now);
+  for (const bar of free) if (!bar.hidden) putBack(bar);
+  for (const bar of free.slice(POOL_MAX)) bar.remove();
 }
 
-function takeBar(layer, pool, id) {
-  const bar = pool.pop() ?? layer.appendChild(el("div", { class: "tl-bar" }));
+function takeBar(layer, bar = layer.appendChild(el("div", { class: "tl-bar" })), id) {
   bar.hidden = false;
   bar.dataset.runId = id;
   bar.dataset.testid = "timeline-bar";
-  bar.placed = "";
   return bar;
 }
 
 /** A bar no run uses any more: hidden, without the attributes that name a run, ready for another. */
-function putBack(bar, pool) {
+function putBack(bar) {
   bar.hidden = true;
   for (const name of ["data-run-id", "data-testid", "data-status", "title"]) bar.removeAttribute(name);
-  pool.push(bar);
 }
 
 function placeBar(bar, run, lane, origin, now) {
