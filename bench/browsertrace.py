@@ -34,19 +34,21 @@ def main_threads(events: list[dict[str, Any]]) -> set[tuple[int, int]]:
 
 
 def spans(events: list[dict[str, Any]], threads: set[tuple[int, int]]) -> list[dict[str, Any]]:
-    """Complete events ('X', and 'B'/'E' pairs) of the main threads, as {ts, end, label}, by start."""
+    """Complete events ('X', and 'B'/'E' pairs) of the main threads, as {ts, end, label, cpu}, by start
+    (``cpu``: the thread's CPU time inside, µs, when the trace has it)."""
     out, open_ = [], defaultdict(list)
     for e in events:
         if (e.get("pid"), e.get("tid")) not in threads:
             continue
         ph = e.get("ph")
         if ph == "X" and "dur" in e:
-            out.append({"ts": e["ts"], "end": e["ts"] + e["dur"], "label": label(e)})
+            out.append({"ts": e["ts"], "end": e["ts"] + e["dur"], "label": label(e), "cpu": e.get("tdur")})
         elif ph == "B":
             open_[(e["pid"], e["tid"])].append(e)
         elif ph == "E" and open_[(e["pid"], e["tid"])]:
             begin = open_[(e["pid"], e["tid"])].pop()
-            out.append({"ts": begin["ts"], "end": e["ts"], "label": label(begin)})
+            cpu = e["tts"] - begin["tts"] if "tts" in e and "tts" in begin else None
+            out.append({"ts": begin["ts"], "end": e["ts"], "label": label(begin), "cpu": cpu})
     out.sort(key=lambda s: (s["ts"], -s["end"]))
     return out
 
@@ -132,7 +134,7 @@ def summarise(path: Path, over_ms: float, top: int) -> None:
     tasks.sort(key=lambda s: s["end"] - s["ts"], reverse=True)
     origin = min((s["ts"] for s in all_spans), default=0)
     print(f"{path}: {len(tasks)} main-thread tasks over {over_ms:.0f} ms, "
-          f"{sum(t['end'] - t['ts'] for t in tasks) / 1000:.0f} ms in all")  # fmt: skip
+          f"{sum(t['end'] - t['ts'] for t in tasks) / 1000:.0f} ms in all, {cpu_ms(tasks)}")  # fmt: skip
     everything: Counter = Counter()
     starts = [s["ts"] for s in all_spans]
     for number, task in enumerate(tasks):
@@ -143,7 +145,7 @@ def summarise(path: Path, over_ms: float, top: int) -> None:
         if number < top:
             parts = ", ".join(f"{name} {ms:.0f}" for name, ms in times.most_common(5) if ms >= 1)
             at, ms = (task["ts"] - origin) / 1e6, (task["end"] - task["ts"]) / 1000
-            print(f"  {at:7.2f} s  {ms:5.0f} ms: {parts}")
+            print(f"  {at:7.2f} s  {ms:5.0f} ms ({cpu_ms([task])}): {parts}")
     print("Self time inside long tasks (ms):")
     for name, ms in everything.most_common(top):
         print(f"  {ms:7.0f}  {name}")
@@ -158,6 +160,12 @@ def summarise(path: Path, over_ms: float, top: int) -> None:
         print("... by the deepest function of static/conductor on the stack:")
         for name, count in ours.most_common(top):
             print(f"  {count:6}  {name}")
+
+
+def cpu_ms(tasks: list[dict[str, Any]]) -> str:
+    """The main thread's CPU time in ``tasks``: a long task's wall time is also its wait for a CPU."""
+    known = [t["cpu"] for t in tasks if t.get("cpu") is not None]
+    return f"CPU {sum(known) / 1000:.0f} ms" if known else "CPU not traced"
 
 
 def within(windows: list[tuple[float, float]], at: float) -> bool:
