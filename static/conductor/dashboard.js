@@ -19,26 +19,27 @@ const fetchLists = listFetcher(["tasks", "runs"]);
 
 // Panels whose rows churn during a burst (threads come and go in milliseconds, bars move, pages of
 // tasks and runs are read again) are drawn at most this often: each drawing costs layout, and nobody
-// reads faster. panels.js also spreads a frame's panels over several frames when they do not fit.
+// reads faster. Each on its own quarter of the beat (``phase``), so that no frame lays out two of them.
+// panels.js also spreads a frame's panels over several frames when they do not fit.
 const CHURN_PER_SECOND = 4;
 const second = (now) => Math.floor(now);
 const quarter = (now) => Math.floor(now * CHURN_PER_SECOND);
-// A page of 50 new task rows is a thousand elements to style and lay out: built a third per frame, the
-// first page of a list (and the first after a drain has emptied it) costs three short frames, not one long.
-const NEW_ROWS_PER_FRAME = 20;
+// A page of 50 new task rows is a thousand elements to style and lay out: built a fifth per frame, the
+// first page of a list (and the first after a drain has emptied it) costs five short frames, not one long.
+const NEW_ROWS_PER_FRAME = 10;
 
 const PANELS = [
   { name: "runners", inputs: ({ state }, now) => [state.runners, state.clockSkewWarning, second(now)],
     draw: ({ state, base }, now) => renderRunners(state.runners.values(), now, base, state.clockSkewWarning) },
-  { name: "threads", perSecond: CHURN_PER_SECOND, inputs: ({ state }, now) => [state.threads, state.stack?.run, quarter(now)],
+  { name: "threads", perSecond: CHURN_PER_SECOND, phase: 0, inputs: ({ state }, now) => [state.threads, state.stack?.run, quarter(now)],
     draw: (page, now) => renderThreads(page.state.threads.values(), now, { openStack: page.openStack, selectedRun: page.state.stack?.run, clock: page.clock }) },
   { name: "stack", inputs: ({ state }, now) => [state.stack, state.logs, state.threads, state.runs, state.recent, state.user, second(now)],
     draw: (page) => renderStack(page.state, page.clock) },
-  { name: "timeline", perSecond: CHURN_PER_SECOND, inputs: ({ state }, now) => [state.recent, quarter(now)],
+  { name: "timeline", perSecond: CHURN_PER_SECOND, phase: 0.5, inputs: ({ state }, now) => [state.recent, quarter(now)],
     draw: (page, now) => renderTimeline(page.state.recent.values(), now, (run) => runIsRunning(page.state, run) && page.openStack(run)) },
-  { name: "tasks", perSecond: CHURN_PER_SECOND, inputs: ({ state }, now) => [state.tasks, state.lists.tasks, state.user, state.created, second(now)],
+  { name: "tasks", perSecond: CHURN_PER_SECOND, phase: 0.25, inputs: ({ state }, now) => [state.tasks, state.lists.tasks, state.user, state.created, second(now)],
     draw: drawTasks },
-  { name: "runs", perSecond: CHURN_PER_SECOND, inputs: ({ state }, now) => [state.runs, state.lists.runs, state.threads, second(now)],
+  { name: "runs", perSecond: CHURN_PER_SECOND, phase: 0.75, inputs: ({ state }, now) => [state.runs, state.lists.runs, state.threads, second(now)],
     draw: (page, now) => renderRunsPanel(page, now, { maxNewRows: NEW_ROWS_PER_FRAME }) },
   { name: "choices", inputs: ({ state }) => [state.functions, state.runners],
     draw: ({ state }) => {

@@ -10,7 +10,7 @@
 export const FRAME_BUDGET_MS = 6;
 
 /**
- * @param panels [{name, inputs(page, now) -> array, draw(page, now), perSecond?}], in the page's order;
+ * @param panels [{name, inputs(page, now) -> array, draw(page, now), perSecond?, phase?}], in the page's order;
  *   a panel is drawn when an input differs (by identity) from when it was last drawn, and again in the
  *   next frame when its draw returned false (it drew only part of what it shows)
  * @param clock () => milliseconds (performance.now in the page)
@@ -29,7 +29,7 @@ export function panelDrawer(panels, { budgetMs = FRAME_BUDGET_MS, clock = () => 
       const inputs = panel.inputs(page, now);
       const last = drawn.get(panel.name);
       if (last && sameInputs(last.inputs, inputs)) continue;
-      const wait = panel.perSecond ? waitForBeat(last, panel.perSecond, started) : 0;
+      const wait = panel.perSecond ? waitForBeat(last, panel, started) : 0;
       if (wait > 0) again = Math.min(again, wait);
       else if (clock() - started >= budgetMs) {
         deferred.add(panel.name);
@@ -38,7 +38,7 @@ export function panelDrawer(panels, { budgetMs = FRAME_BUDGET_MS, clock = () => 
         drawn.set(panel.name, PARTLY_DRAWN);
         again = 0;
       } else {
-        drawn.set(panel.name, { inputs, beat: beatOf(started, panel.perSecond) });
+        drawn.set(panel.name, { inputs, beat: beatOf(started, panel) });
       }
     }
     return again;
@@ -48,15 +48,17 @@ export function panelDrawer(panels, { budgetMs = FRAME_BUDGET_MS, clock = () => 
 // A panel whose draw returned false drew part of what it shows: drawn again in the next frame, whatever its rate.
 const PARTLY_DRAWN = { inputs: [], beat: -Infinity };
 
-// Rates are beats of the clock (quarters of a second at 4 a second) shared by every panel, not
-// periods from each panel's last drawing: panels with the same rate come due in the same frame, so
-// the page is laid out and painted a few times a second rather than once per panel drawn.
-const beatOf = (ms, perSecond) => (perSecond ? Math.floor((ms * perSecond) / 1000) : 0);
+// Rates are beats of the clock (quarters of a second at 4 a second), not periods from each panel's last
+// drawing, so when panels come due is known in advance. A panel's ``phase`` (a fraction of a beat) moves
+// its beats: panels with the same phase come due in the same frame, panels with different phases in
+// different frames. The dashboard gives each churning panel its own phase: a frame's layout and paint
+// then cover one large panel's changes, and the longest frame is one panel's, not the sum of four.
+const beatOf = (ms, { perSecond, phase = 0 }) => (perSecond ? Math.floor((ms * perSecond) / 1000 - phase) : 0);
 
 /** Milliseconds until the next beat when the panel was drawn in this one already, else 0. */
-function waitForBeat(last, perSecond, ms) {
-  if (!last || beatOf(ms, perSecond) > last.beat) return 0;
-  return ((last.beat + 1) * 1000) / perSecond - ms;
+function waitForBeat(last, panel, ms) {
+  if (!last || beatOf(ms, panel) > last.beat) return 0;
+  return ((last.beat + 1 + (panel.phase ?? 0)) * 1000) / panel.perSecond - ms;
 }
 
 export function sameInputs(before, after) {

@@ -8,8 +8,8 @@ import { FRAME_BUDGET_MS, panelDrawer } from "../../static/conductor/panels.js";
 function setUp(specs) {
   const clock = { ms: 1000 };
   const drawnNow = [];
-  const panels = specs.map(({ name, cost = 1, perSecond, parts = 1 }) => ({
-    name, perSecond,
+  const panels = specs.map(({ name, cost = 1, perSecond, phase, parts = 1 }) => ({
+    name, perSecond, phase,
     inputs: (page) => [page[name]],
     draw: () => {
       drawnNow.push(name);
@@ -84,4 +84,19 @@ test("a panel that drew only part of what it shows is drawn again in the next fr
   assert.deepEqual(frame({ table: 1 }), { drawn: ["table"], again: Infinity });
   clock.ms += 16;
   assert.deepEqual(frame({ table: 1 }).drawn, []); // all of it drawn: not again until its inputs change
+});
+
+test("a phase puts a panel's beats between another's: the two are drawn in different frames", () => {
+  const { clock, frame } = setUp([{ name: "threads", perSecond: 4 }, { name: "timeline", perSecond: 4, phase: 0.5 }]);
+  frame({ threads: 0, timeline: 0 }); // at 1,000 ms: threads' beat 1,000-1,250, timeline's 875-1,125
+  clock.ms = 1050;
+  const first = frame({ threads: 1, timeline: 1 });
+  assert.deepEqual(first.drawn, []);
+  assert.equal(first.again, 75); // the timeline's next beat, at 1,125
+  clock.ms = 1125;
+  const second = frame({ threads: 1, timeline: 1 });
+  assert.deepEqual(second.drawn, ["timeline"]);
+  assert.equal(second.again, 1250 - 1125); // threads' next beat, from the frame's start
+  clock.ms = 1250;
+  assert.deepEqual(frame({ threads: 1, timeline: 1 }).drawn, ["threads"]);
 });
