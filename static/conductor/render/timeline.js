@@ -16,7 +16,11 @@ const LANE_PX = 22;
 const REBASE_SECONDS = 600;
 // Hidden bars kept for reuse beyond those shown (the store keeps at most 200 runs for the timeline).
 const POOL_MAX = 250;
+// Bars made in one drawing at most: the first burst a page sees needs 200 at once, a frame's worth of
+// elements to create, style and lay out; the rest come in the next frames.
+const NEW_BARS_PER_DRAWING = 50;
 
+/** Returns false when some runs have no bar yet (NEW_BARS_PER_DRAWING): draw again in the next frame. */
 export function renderTimeline(runs, now, onBarClick) {
   const root = byTestId("timeline");
   if (!root.firstChild) buildTimeline(root);
@@ -34,8 +38,9 @@ export function renderTimeline(runs, now, onBarClick) {
   const height = `${Math.max(1, lanes.length) * LANE_PX + 18}px`;
   if (track.style.height !== height) track.style.height = height;
   const origin = slide(layer, now);
-  placeBars(layer, lanes, origin, now);
+  const complete = placeBars(layer, lanes, origin, now);
   root.classList.toggle("empty-timeline", lanes.length === 0);
+  return complete;
 }
 
 function buildTimeline(root) {
@@ -75,9 +80,23 @@ function placeBars(layer, lanes, origin, now) {
   // A bar whose run left goes straight to a run that came, as it is: during a drain all 200 bars change
   // runs between two drawings, and hiding a bar and showing it again costs its style and layout twice.
   const free = [...leaving, ...pool];
-  for (const [id, [run, lane]] of wanted) placeBar(shown.get(id) ?? takeBar(layer, free.shift(), id), run, lane, origin, now);
+  let made = 0;
+  let complete = true;
+  for (const [id, [run, lane]] of wanted) {
+    let bar = shown.get(id);
+    if (!bar && !free.length && made === NEW_BARS_PER_DRAWING) {
+      complete = false;
+      continue;
+    }
+    if (!bar) {
+      made += free.length ? 0 : 1;
+      bar = takeBar(layer, free.shift(), id);
+    }
+    placeBar(bar, run, lane, origin, now);
+  }
   for (const bar of free) if (!bar.hidden) putBack(bar);
   for (const bar of free.slice(POOL_MAX)) bar.remove();
+  return complete;
 }
 
 function takeBar(layer, bar = layer.appendChild(el("div", { class: "tl-bar" })), id) {
