@@ -119,3 +119,20 @@ def test_thread_rows_leaving_do_not_move_the_panels_below(open_dashboard):
     assert timeline.bounding_box()["y"] == grown  # held while the rows come and go
     top = """document.querySelector('[data-testid="timeline"]').getBoundingClientRect().y"""
     page.wait_for_function(f"() => {top} < {grown}")  # given back once they stayed away
+
+
+def test_set_text_writes_into_the_text_node_it_has(open_dashboard):
+    page = open_dashboard()
+    page.evaluate(LOAD)
+    kept = page.evaluate("""() => {
+        const cell = document.createElement("td");
+        window.dom.setText(cell, "first");
+        const text = cell.firstChild;
+        window.dom.setText(cell, "second");
+        const same = cell.firstChild === text && cell.childNodes.length === 1
+            && cell.textContent === "second";
+        cell.append(document.createElement("span"));  // more than one child: all of it is replaced
+        window.dom.setText(cell, "third");
+        return { same, replaced: cell.childNodes.length === 1 && cell.textContent === "third" };
+    }""")
+    assert kept == {"same": True, "replaced": True}

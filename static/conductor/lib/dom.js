@@ -19,9 +19,14 @@ export function el(tag, props = {}, ...children) {
   return node;
 }
 
+/** A node's text, written only when it changed, and into its text node when it has one: textContent
+ * would put a new text node in, which the browser styles and adds to the layout again. */
 export function setText(node, value) {
   const shown = value === null || value === undefined ? "" : String(value);
-  if (node.textContent !== shown) node.textContent = shown;
+  if (node.textContent === shown) return;
+  const text = node.firstChild;
+  if (text && text === node.lastChild && text.nodeType === Node.TEXT_NODE) text.data = shown;
+  else node.textContent = shown;
 }
 
 export function setAttr(node, name, value) {

@@ -100,9 +100,9 @@ function placeBars(layer, lanes, origin, now) {
 }
 
 function takeBar(layer, bar = layer.appendChild(el("div", { class: "tl-bar" })), id) {
-  bar.hidden = false;
+  if (bar.hidden) bar.hidden = false;
   bar.dataset.runId = id;
-  bar.dataset.testid = "timeline-bar";
+  setAttr(bar, "data-testid", "timeline-bar"); // a selector names data-testid: rewriting it restyles the bar
   return bar;
 }
 
