@@ -49,10 +49,8 @@ export function fill(node, signature, build) {
  * an item shows (data attributes included) into it. With ``maxNew``, at most that many rows are built:
  * the table then shows the first items only, and the call returns false (call again, in the next frame).
  */
-export function syncRows(tbody, items, keyOf, build, update, maxNew = Infinity) {
-  const shown = items.slice(0, tbody.children.length + maxNew);
-  const complete = shown.length === items.length;
-  items = shown;
+export function syncRows(tbody, allItems, keyOf, build, update, maxNew = Infinity) {
+  const items = allItems.slice(0, tbody.children.length + maxNew);
   const existing = new Map([...tbody.children].map((row) => [row.dataset.key, row]));
   const keys = items.map((item) => String(keyOf(item)));
   const wanted = new Set(keys);
@@ -67,7 +65,7 @@ export function syncRows(tbody, items, keyOf, build, update, maxNew = Infinity) 
   for (const row of spare) row.remove();
   const empty = document.querySelector(`[data-empty-for="${tbody.dataset.testid}"]`);
   if (empty) empty.hidden = items.length > 0;
-  return complete;
+  return items.length === allItems.length;
 }
 
 /** Puts ``rows`` in this order in ``parent``, moving as few as can be (the others stay before or after). */
@@ -80,6 +78,8 @@ function putInOrder(parent, rows) {
     next = rows[index];
   }
 }
+
+export const HOLD_RELEASE_MS = 5000;
 
 /**
  * Keeps ``box`` at the tallest ``content`` has been until ``content`` has stayed shorter for ``releaseMs``.
@@ -109,7 +109,6 @@ export function holdHeight(box, content, releaseMs = HOLD_RELEASE_MS) {
   observer.observe(content);
   return observer;
 }
-export const HOLD_RELEASE_MS = 5000;
 
 /** A badge's status, in place (no new element). */
 export function setBadge(node, status) {

@@ -84,12 +84,12 @@ function placeBars(layer, lanes, origin, now) {
   let complete = true;
   for (const [id, [run, lane]] of wanted) {
     let bar = shown.get(id);
-    if (!bar && !free.length && made === NEW_BARS_PER_DRAWING) {
-      complete = false;
-      continue;
-    }
     if (!bar) {
-      made += free.length ? 0 : 1;
+      if (!free.length && made === NEW_BARS_PER_DRAWING) {
+        complete = false;
+        continue;
+      }
+      if (!free.length) made += 1;
       bar = takeBar(layer, free.shift(), id);
     }
     placeBar(bar, run, lane, origin, now);
@@ -99,7 +99,9 @@ function placeBars(layer, lanes, origin, now) {
   return complete;
 }
 
-function takeBar(layer, bar = layer.appendChild(el("div", { class: "tl-bar" })), id) {
+/** ``bar``: a free one (hidden, or its run left), or none: a new one is made. */
+function takeBar(layer, bar, id) {
+  bar ??= layer.appendChild(el("div", { class: "tl-bar" }));
   if (bar.hidden) bar.hidden = false;
   bar.dataset.runId = id;
   setAttr(bar, "data-testid", "timeline-bar"); // a selector names data-testid: rewriting it restyles the bar
