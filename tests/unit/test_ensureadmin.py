@@ -8,6 +8,7 @@ stands for an operator at a shell.
 import io
 import os
 import re
+import select
 import stat
 from pathlib import Path
 
@@ -48,10 +49,22 @@ def ensureadmin_on_a_terminal(*args: str) -> str:
     try:
         with open(follower, "w", closefd=False) as terminal:
             call_command("ensureadmin", *args, stdout=terminal)
-        return os.read(leader, 65536).decode().replace("\r\n", "\n")
+        return read_lines(leader).replace("\r\n", "\n")
     finally:
         os.close(leader)
         os.close(follower)
+
+
+def read_lines(leader: int, timeout: float = 5.0) -> str:
+    """What the terminal shows, up to its last line's end: one read of a pseudo-terminal may return the
+    text without its line ending, which the terminal hands over a moment later."""
+    output = b""
+    while not output.endswith(b"\n"):
+        ready, _, _ = select.select([leader], [], [], timeout)
+        if not ready:
+            break
+        output += os.read(leader, 65536)
+    return output.decode()
 
 
 def password_file_of(output: str) -> Path:
