@@ -65,14 +65,30 @@ test("many changes within a rate's period are drawn once, with the last state", 
 
 test("panels with the same rate come due together, on the clock's beats", () => {
   const { clock, frame } = setUp([{ name: "threads", perSecond: 4 }, { name: "runs", perSecond: 4 }]);
-  frame({ threads: 0, runs: 0 }); // at 1,000 ms: the beat of 1,000-1,250
-  clock.ms += 100;
+  assert.deepEqual(frame({ threads: 0, runs: 0 }).drawn, ["threads"]); // at 1,000 ms: the beat of 1,000-1,250
+  clock.ms += 10;
+  assert.deepEqual(frame({ threads: 0, runs: 0 }).drawn, ["runs"]); // the next frame, in the same beat
+  clock.ms += 90;
   assert.deepEqual(frame({ threads: 1, runs: 0 }).drawn, []);
   clock.ms += 50;
   const held = frame({ threads: 1, runs: 1 });
   assert.deepEqual(held.drawn, []);
-  clock.ms += held.again; // the next beat: both, in one frame (one layout and paint, not two)
-  assert.deepEqual(frame({ threads: 1, runs: 1 }).drawn, ["threads", "runs"]);
+  clock.ms += held.again; // the next beat: both due, each in a frame of its own
+  const first = frame({ threads: 1, runs: 1 });
+  assert.deepEqual(first, { drawn: ["threads"], again: 0 });
+  clock.ms += 16;
+  assert.deepEqual(frame({ threads: 1, runs: 1 }).drawn, ["runs"]);
+});
+
+test("a frame draws one panel with a rate at most; those left wait for the next frames, in turn", () => {
+  const { clock, frame } = setUp([{ name: "threads", perSecond: 4 }, { name: "tasks", perSecond: 4, phase: 0.25 },
+    { name: "runs", perSecond: 4, phase: 0.5 }, { name: "runners" }]);
+  const page = { threads: 1, tasks: 1, runs: 1, runners: 1 };
+  assert.deepEqual(frame(page), { drawn: ["threads", "runners"], again: 0 });
+  clock.ms += 100;
+  assert.deepEqual(frame(page), { drawn: ["tasks"], again: 0 });
+  clock.ms += 100;
+  assert.deepEqual(frame(page), { drawn: ["runs"], again: Infinity });
 });
 
 test("a panel that drew only part of what it shows is drawn again in the next frame, whatever its rate", () => {
@@ -89,6 +105,8 @@ test("a panel that drew only part of what it shows is drawn again in the next fr
 test("a phase puts a panel's beats between another's: the two are drawn in different frames", () => {
   const { clock, frame } = setUp([{ name: "threads", perSecond: 4 }, { name: "timeline", perSecond: 4, phase: 0.5 }]);
   frame({ threads: 0, timeline: 0 }); // at 1,000 ms: threads' beat 1,000-1,250, timeline's 875-1,125
+  clock.ms = 1010;
+  assert.deepEqual(frame({ threads: 0, timeline: 0 }).drawn, ["timeline"]); // one with a rate a frame
   clock.ms = 1050;
   const first = frame({ threads: 1, timeline: 1 });
   assert.deepEqual(first.drawn, []);
