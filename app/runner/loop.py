@@ -360,6 +360,8 @@ class Runner:
         if active is None:
             return  # already collected as lost by _collect_dead_threads
         self._pool.give_back(active.thread.worker)
+        if events.listening():
+            news.announce_thread_end(self._publish, active.task, active.run, active.thread)
         if outcome is None:
             now = time.time()
             outcome = Outcome(RunStatus.INTERRUPTED, now, now, error="interrupted outside the task")

@@ -42,11 +42,17 @@ def announce_start(publish: Publish, task: Any, run: Any, thread: Any) -> None:
             daemon=thread.daemon)  # fmt: skip
 
 
+def announce_thread_end(publish: Publish, task: Any, run: Any, thread: Any) -> None:
+    """The run's thread is done and free, as soon as the runner knows: its outcome is recorded later, in a
+    batch (runner/outcomes.py), and a page's threads panel shows the threads at work, not the runs
+    waiting for their record (up to 64 of them for 8 threads during a burst)."""
+    publish(events.THREAD_FINISHED, **describe(task, run), thread=thread.name, ident=thread.ident)
+
+
 def announce_end(publish: Publish, run: Any, outcome: Outcome, accepted: bool) -> None:
-    """A recorded run: its thread's end, then its result (or that it was refused as late)."""
+    """A recorded run: its result (or that it was refused as late)."""
     task = run.task  # an accepted run's task as the database now has it (lifecycle.finish_many)
     described = describe(task, run)
-    publish(events.THREAD_FINISHED, **described, thread=outcome.thread_name, ident=outcome.thread_ident)
     if not accepted:
         publish(events.LATE_WRITE_REFUSED, **described)
         return

@@ -5,7 +5,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
+from django.db.models import F
 from django.test import override_settings
 from django.utils import timezone
 
@@ -200,6 +201,27 @@ def test_state_changes_are_published(start_runner):
     assert started["ident"]
     assert started["thread"].endswith(f"#{started['run']}")
     assert all(e["runner"] == "events" for e in recorded.events if "runner" in e)
+
+
+def test_a_threads_end_is_published_before_its_outcome_is_recorded(start_runner, tmp_path):
+    """The threads panel shows threads at work: during a burst outcomes wait to be recorded in batches
+    (runner/outcomes.py), and a thread's end used to wait with them (64 rows for 8 threads)."""
+    started, release = tmp_path / "started", tmp_path / "release"
+    with events.recording() as recorded:
+        start_runner(worker_id="ends")
+        paths = {"started": str(started), "release": str(release)}
+        task = make_task(functions.touch_then_wait, args_in=paths)
+        wait_until(started.exists)
+        with transaction.atomic():
+            # This transaction writes the task (a row lock on PostgreSQL, the write lock on SQLite): the
+            # runner cannot record the outcome until it ends.
+            Task.objects.filter(pk=task.pk).update(priority=F("priority"))
+            release.touch()
+            recorded.wait_for(lambda e: e["type"] == events.THREAD_FINISHED and e["task"] == task.pk)
+            assert TaskRun.objects.get(task=task).status == RunStatus.RUNNING
+            assert not recorded.of_type(events.TASK_FINISHED)
+        recorded.wait_for(lambda e: e["type"] == events.TASK_FINISHED and e["task"] == task.pk)
+    assert TaskRun.objects.get(task=task).status == RunStatus.FINISHED
 
 
 @override_settings(CONDUCTOR={"HEARTBEAT": 0.2, "HEARTBEAT_TIMEOUT": 1.0})
