@@ -6,7 +6,7 @@ OPTIONS that make a database file a sound queue for many runners.
 
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.1.1"
 __all__ = ["__version__", "register", "sqlite_options"]
 
 
