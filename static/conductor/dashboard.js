@@ -19,7 +19,8 @@ const fetchLists = listFetcher(["tasks", "runs"]);
 
 // Panels whose rows churn during a burst (threads come and go in milliseconds, bars move, pages of
 // tasks and runs are read again) are drawn at most this often: each drawing costs layout, and nobody
-// reads faster. Each on its own quarter of the beat (``phase``), so that no frame lays out two of them.
+// reads faster. Each on its own quarter of the beat (``phase``), so that they seldom come due together;
+// panels.js draws one of them a frame at most, so that no frame lays out two of them.
 // panels.js also spreads a frame's panels over several frames when they do not fit.
 const CHURN_PER_SECOND = 4;
 const second = (now) => Math.floor(now);
